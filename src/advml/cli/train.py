@@ -1,0 +1,123 @@
+"""``advml train``: train a model on a dataset with a recipe of the one trainer."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+from advml.cli.common import (
+    add_data_options,
+    add_run_options,
+    command_line,
+    load_split,
+    normalization_for,
+    out_dir,
+    positive_float,
+    positive_int,
+)
+from advml.training.schedules import SCHEDULES
+from advml.training.trainer import OPTIMIZERS
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model (standard or adversarial recipe)",
+        description="Train a model and write a run folder: config.json, metrics.jsonl, "
+        "model.safetensors + model.json card, checkpoint/ for --resume.",
+    )
+    add_data_options(parser)
+    parser.add_argument("--arch", default="cnn-small", help="architecture (default: cnn-small)")
+    parser.add_argument("--recipe", default="standard", help="training recipe (default: standard)")
+    parser.add_argument("--epochs", type=positive_int, default=1)
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=128,
+        help="global batch size, split across torchrun processes (default: 128)",
+    )
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
+    parser.add_argument("--lr", type=positive_float, default=1e-3)
+    parser.add_argument("--momentum", type=float, default=0.9)
+    parser.add_argument("--weight-decay", type=float, default=0.0)
+    parser.add_argument("--schedule", choices=sorted(SCHEDULES), default="constant")
+    parser.add_argument(
+        "--n-train", type=positive_int, default=None, help="use only the first N training samples"
+    )
+    parser.add_argument("--out", required=True, help="run folder to write")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted run in --out from its last checkpoint",
+    )
+    add_run_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from advml.models import build, count_parameters
+    from advml.runs import RunFolder
+    from advml.runtime import dist_info
+    from advml.training import TrainConfig, Trainer, get_recipe
+
+    folder = out_dir(args.out)
+    train = load_split(args, "train", args.n_train)
+    test = load_split(args, "test")
+    mean, std = normalization_for(args.dataset, train[0])
+    num_classes = int(max(train[1].max(), test[1].max()).item()) + 1
+    model = build(args.arch, tuple(train[0].shape[1:]), num_classes, mean=mean, std=std)
+    recipe = get_recipe(args.recipe)
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        schedule=args.schedule,
+        seed=args.seed,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    config.validate()
+    main_rank = dist_info().is_main
+    if main_rank:
+        RunFolder(folder).write_config(
+            {
+                **vars(args),
+                "func": None,
+                "train_config": dataclasses.asdict(config),
+                "num_classes": num_classes,
+                "input_shape": list(train[0].shape[1:]),
+                "normalization": {"mean": mean, "std": std},
+            },
+            command=command_line(),
+        )
+        print(
+            f"training {args.arch} ({count_parameters(model):,} parameters) on {args.dataset}: "
+            f"{len(train[0]):,} train / {len(test[0]):,} test samples, recipe {args.recipe}"
+        )
+    started = time.perf_counter()
+    result = Trainer(model, recipe, config, out_dir=folder).fit(
+        train,
+        test,
+        val_name="test",
+        resume=args.resume,
+        card={"dataset": args.dataset, "command": command_line()},
+    )
+    if main_rank:
+        seconds = time.perf_counter() - started
+        print(f"{'epoch':>5} {'train loss':>10} {'train acc':>9} {'test acc':>8} {'seconds':>8}")
+        for row in result.history:
+            print(
+                f"{row['epoch']:>5} {row.get('train_loss', float('nan')):>10.4f} "
+                f"{row.get('train_acc', float('nan')):>9.2%} {row['test_acc']:>8.2%} "
+                f"{row['epoch_seconds']:>8.1f}"
+            )
+        final = result.final.get("test_acc", float("nan"))
+        print(
+            f"test accuracy {final:.2%} after {config.epochs} epoch(s) in {seconds:.1f} s; "
+            f"model written to {folder / 'model.safetensors'}"
+        )
+    return 0

@@ -1,0 +1,23 @@
+"""Training: the one trainer and its recipes (the minimizing player of each game)."""
+
+from advml.training.recipe import (
+    Recipe,
+    StandardRecipe,
+    StepInfo,
+    get_recipe,
+    recipe_names,
+    register_recipe,
+)
+from advml.training.trainer import TrainConfig, Trainer, TrainResult
+
+__all__ = [
+    "Recipe",
+    "StandardRecipe",
+    "StepInfo",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "get_recipe",
+    "recipe_names",
+    "register_recipe",
+]

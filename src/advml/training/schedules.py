@@ -1,0 +1,56 @@
+"""Learning-rate schedules as pure functions of training progress.
+
+A schedule maps progress ``t`` in [0, 1] (fraction of all optimizer steps done) to a multiplier of
+the base learning rate. Being stateless, a schedule needs nothing saved in a checkpoint: resuming
+at step ``s`` of ``S`` recomputes ``lr = base * f(s / S)``.
+
+- ``constant``: 1.
+- ``cosine``: (1 + cos(pi t)) / 2 (Loshchilov & Hutter 2017, SGDR without restarts).
+- ``step``: 0.1 ** (number of milestones at 50 % and 75 % passed) (He et al. 2016 style).
+- ``cyclic``: linear 0 -> 1 over the first ``2/5`` of training, then 1 -> 0 (the one-cycle
+  schedule Wong et al. 2020 use for FGSM-RS; peak at 2/5 of the run).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from advml.errors import UserError
+
+Schedule = Callable[[float], float]
+
+
+def constant(t: float) -> float:
+    return 1.0
+
+
+def cosine(t: float) -> float:
+    return 0.5 * (1.0 + math.cos(math.pi * min(max(t, 0.0), 1.0)))
+
+
+def step(t: float) -> float:
+    return 0.1 ** sum(t >= milestone for milestone in (0.5, 0.75))
+
+
+def cyclic(t: float, peak: float = 0.4) -> float:
+    t = min(max(t, 0.0), 1.0)
+    return t / peak if t < peak else (1.0 - t) / (1.0 - peak)
+
+
+SCHEDULES: dict[str, Schedule] = {
+    "constant": constant,
+    "cosine": cosine,
+    "step": step,
+    "cyclic": cyclic,
+}
+
+
+def get_schedule(name: str) -> Schedule:
+    """The schedule called ``name``; a :class:`UserError` lists the valid names otherwise."""
+    try:
+        return SCHEDULES[name]
+    except KeyError:
+        raise UserError(
+            f"unknown LR schedule {name!r}; choose one of {', '.join(SCHEDULES)}"
+        ) from None
