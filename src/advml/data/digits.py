@@ -1,8 +1,9 @@
 """scikit-learn's bundled 8x8 digits: advml's embedded default dataset (no download).
 
-1,797 images of 8x8 pixels with 17 grey levels (0..16), 10 classes. advml rescales them to
-[0, 1] and fixes a stratified split: 360 test images chosen with seed 0, the other 1,437 for
-training.
+1,797 images of 8x8 pixels with 17 grey levels (0..16), 10 classes (Alpaydin & Kaynak,
+"Optical Recognition of Handwritten Digits", UCI ML Repository, 1998; shipped as
+``sklearn.datasets.load_digits``). advml rescales them to [0, 1] and fixes a stratified split:
+360 test images chosen with seed 0, the other 1,437 for training.
 """
 
 from __future__ import annotations
@@ -15,10 +16,17 @@ SPLIT_SEED = 0
 
 
 def load_digits(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
-    """Return ``(x, y)``: float32 ``(N, 1, 8, 8)`` in [0, 1] and int64 labels."""
+    """Return ``(x, y)``: float32 ``(N, 1, 8, 8)`` in [0, 1] and int64 labels.
+
+    ``split="train"`` gives 1,437 images, ``"test"`` 360 (stratified, ``random_state=0``).
+    """
     from sklearn.datasets import load_digits as sklearn_digits
     from sklearn.model_selection import train_test_split
 
+    if split not in ("train", "test"):
+        from advml.errors import UserError
+
+        raise UserError(f"unknown split {split!r}; use 'train' or 'test'")
     bunch = sklearn_digits()
     images = (bunch.images / 16.0).astype(np.float32)[:, None, :, :]
     labels = bunch.target.astype(np.int64)
