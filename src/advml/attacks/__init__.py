@@ -1,0 +1,50 @@
+"""Attacks: inner maximizers that look for inputs the model gets wrong.
+
+Every attack has one signature::
+
+    attack(model, x, y, threat, *, targeted=False, **hyperparameters) -> AttackResult
+
+``model`` maps inputs in the threat's box (pixels in [0, 1]) to logits; ``y`` holds the true
+labels (or, with ``targeted=True``, the target classes); ``threat`` is an
+:mod:`advml.threats` object. Configure one with :func:`functools.partial`; pick one by name
+with :func:`get`. Every attack puts the model in eval mode (restored afterwards), never changes
+its parameters, returns its best iterate per sample, and checks that the result lies in the
+threat model (raising :class:`ThreatViolation` otherwise).
+"""
+
+from advml.attacks import losses
+from advml.attacks.apgd import apgd, apgd_ce, apgd_dlr, apgd_t
+from advml.attacks.base import AttackResult, ModelOutputError, ThreatViolation, frozen_eval
+from advml.attacks.bim import bim, illc
+from advml.attacks.deepfool import deepfool
+from advml.attacks.fab import fab, fab_t
+from advml.attacks.fgsm import fgm, fgsm
+from advml.attacks.mifgsm import mifgsm
+from advml.attacks.pgd import pgd
+from advml.attacks.registry import AttackInfo, get, info, names, register
+
+__all__ = [
+    "AttackInfo",
+    "AttackResult",
+    "ModelOutputError",
+    "ThreatViolation",
+    "apgd",
+    "apgd_ce",
+    "apgd_dlr",
+    "apgd_t",
+    "bim",
+    "deepfool",
+    "fab",
+    "fab_t",
+    "fgm",
+    "fgsm",
+    "frozen_eval",
+    "get",
+    "illc",
+    "info",
+    "losses",
+    "mifgsm",
+    "names",
+    "pgd",
+    "register",
+]
