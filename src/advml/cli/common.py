@@ -47,6 +47,19 @@ def positive_float(text: str) -> float:
     return value
 
 
+def eps_list(text: str) -> list[float]:
+    """Parse ``"0.1,0.2,0.3"`` into sorted, distinct budgets >= 0."""
+    try:
+        values = sorted({float(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
+    if not values or values[0] < 0:
+        raise argparse.ArgumentTypeError(f"budgets must be numbers >= 0, got {text!r}")
+    return values
+
+
 def load_split(
     args: argparse.Namespace, split: str, limit: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,6 +16,7 @@ from advml.cli.common import (
     positive_float,
     positive_int,
 )
+from advml.errors import UserError
 from advml.training.schedules import SCHEDULES
 from advml.training.trainer import OPTIMIZERS
 
@@ -29,7 +30,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_data_options(parser)
     parser.add_argument("--arch", default="cnn-small", help="architecture (default: cnn-small)")
-    parser.add_argument("--recipe", default="standard", help="training recipe (default: standard)")
+    parser.add_argument(
+        "--recipe", default="standard", help="training recipe: standard or pgd (default: standard)"
+    )
+    parser.add_argument(
+        "--threat",
+        choices=("linf", "l2", "l1"),
+        default="linf",
+        help="threat model of adversarial recipes (default: linf)",
+    )
+    parser.add_argument(
+        "--eps",
+        type=positive_float,
+        default=None,
+        help="budget of adversarial recipes (e.g. 0.3 for MNIST L∞)",
+    )
+    parser.add_argument(
+        "--attack-steps",
+        type=positive_int,
+        default=None,
+        help="inner-maximizer iterations of adversarial recipes",
+    )
     parser.add_argument("--epochs", type=positive_int, default=1)
     parser.add_argument(
         "--batch-size",
@@ -55,6 +76,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def recipe_settings(args: argparse.Namespace) -> dict[str, object]:
+    """Settings for adversarial recipes, only those the user gave."""
+    if args.recipe == "standard":
+        if args.eps is not None or args.attack_steps is not None:
+            raise UserError(
+                "--eps and --attack-steps apply to adversarial recipes; add e.g. --recipe pgd"
+            )
+        return {}
+    settings: dict[str, object] = {"threat": args.threat}
+    if args.eps is not None:
+        settings["eps"] = args.eps
+    if args.attack_steps is not None:
+        settings["steps"] = args.attack_steps
+    return settings
+
+
 def run(args: argparse.Namespace) -> int:
     from advml.models import build, count_parameters
     from advml.runs import RunFolder
@@ -67,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     mean, std = normalization_for(args.dataset, train[0])
     num_classes = int(max(train[1].max(), test[1].max()).item()) + 1
     model = build(args.arch, tuple(train[0].shape[1:]), num_classes, mean=mean, std=std)
-    recipe = get_recipe(args.recipe)
+    recipe = get_recipe(args.recipe, **recipe_settings(args))
     config = TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,

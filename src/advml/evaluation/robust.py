@@ -28,6 +28,7 @@ from advml.errors import AdvmlError, UserError
 from advml.evaluation.clean import predict
 from advml.progress import progress_bar
 from advml.runtime import derive_seed
+from advml.threats import make as make_threat
 
 AttackSpec = str | Callable[..., Any]
 
@@ -69,16 +70,6 @@ class RobustnessReport:
         }
 
 
-def _threat(name: str, eps: float):
-    from advml import threats
-
-    table = {"linf": threats.Linf, "l2": threats.L2, "l1": threats.L1}
-    try:
-        return table[name.lower()](eps)
-    except KeyError:
-        raise UserError(f"unknown threat {name!r}; choose one of {', '.join(table)}") from None
-
-
 def _attack(spec: AttackSpec) -> tuple[str, Callable[..., Any]]:
     from advml import attacks
 
@@ -117,7 +108,7 @@ def evaluate(
     robust = clean_correct.clone()
     x_adv = x.clone()
     for eps_value in report.eps:
-        threat_model = _threat(threat, eps_value)
+        threat_model = make_threat(threat, eps_value)
         counts: dict[str, int] = {}
         for name, attack in ensemble:
             index = robust.nonzero().flatten()

@@ -1,5 +1,6 @@
 """Training: the one trainer and its recipes (the minimizing player of each game)."""
 
+from advml.training import adversarial as _adversarial  # noqa: F401  (registers recipes)
 from advml.training.recipe import (
     Recipe,
     StandardRecipe,
