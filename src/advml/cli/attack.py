@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         {
             "x_adv": x_adv.cpu().contiguous(),
             "y": y.cpu(),
-            "target": target.cpu(),
+            "target": target.cpu().clone(),
             "success": success.cpu(),
             "norm": norm.cpu(),
         },
