@@ -20,7 +20,40 @@ FAST: dict[str, dict] = {
     "deepfool": {"steps": 5},
     "fab": {"steps": 5, "restarts": 2},
     "fab-t": {"steps": 4, "n_targets": 2},
+    "square": {"n_queries": 30},
+    "spsa": {"steps": 4, "nb_samples": 8},
+    "hopskipjump": {"steps": 3, "init_evals": 10, "init_trials": 20},
+    "transfer": {},
+    "eot": {"steps": 5, "samples": 2, "eval_samples": 4},
+    "sticker": {"steps": 5, "samples": 2, "eval_samples": 4},
+    "universal": {"max_passes": 2, "batch_size": 4, "deepfool_steps": 5},
+    "patch": {"steps": 5, "batch_size": 8},
 }
+
+#: Attacks defined only on NCHW images: not run on the flat toy problems.
+IMAGE_ONLY = frozenset({"patch"})
+#: Attacks whose result depends on the whole batch by definition (a universal perturbation).
+BATCH_DEPENDENT = frozenset({"universal"})
+
+
+def toy_names() -> list[str]:
+    """Registered attacks that run on the flat toy problems."""
+    from advml import attacks
+
+    return [name for name in attacks.names() if name not in IMAGE_ONLY]
+
+
+def extra_for(
+    name: str, dim: int = 2, classes: int = 4, seed: int = 0, dtype=torch.float32
+) -> dict:
+    """Arguments an attack needs beyond FAST on a toy problem (transfer: its surrogates)."""
+    if name == "transfer":
+        return {
+            "surrogates": [toy_mlp(dim, classes, seed=seed + 5, dtype=dtype)],
+            "attack_kwargs": {"steps": 5},
+        }
+    return {}
+
 
 #: A radius per norm that is neither tiny nor the whole box for the toy problems.
 EPS = {"linf": 0.1, "l2": 0.3, "l1": 0.5}

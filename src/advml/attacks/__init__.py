@@ -17,34 +17,60 @@ from advml.attacks.apgd import apgd, apgd_ce, apgd_dlr, apgd_t
 from advml.attacks.base import AttackResult, ModelOutputError, ThreatViolation, frozen_eval
 from advml.attacks.bim import bim, illc
 from advml.attacks.deepfool import deepfool
+from advml.attacks.eot import EOTModel, EOTResult, eot, eot_model, expected_success
 from advml.attacks.fab import fab, fab_t
 from advml.attacks.fgsm import fgm, fgsm
+from advml.attacks.hopskipjump import hopskipjump
 from advml.attacks.mifgsm import mifgsm
+from advml.attacks.patch import Patch, apply_patch, patch, train_patch
 from advml.attacks.pgd import pgd
 from advml.attacks.registry import AttackInfo, get, info, names, register
+from advml.attacks.spsa import spsa
+from advml.attacks.square import square
+from advml.attacks.sticker import sticker, stripes
+from advml.attacks.transfer import SurrogateEnsemble, transfer
+from advml.attacks.universal import universal, universal_perturbation
 
 __all__ = [
     "AttackInfo",
     "AttackResult",
+    "EOTModel",
+    "EOTResult",
     "ModelOutputError",
+    "Patch",
+    "SurrogateEnsemble",
     "ThreatViolation",
     "apgd",
     "apgd_ce",
     "apgd_dlr",
     "apgd_t",
+    "apply_patch",
     "bim",
     "deepfool",
+    "eot",
+    "eot_model",
+    "expected_success",
     "fab",
     "fab_t",
     "fgm",
     "fgsm",
     "frozen_eval",
     "get",
+    "hopskipjump",
     "illc",
     "info",
     "losses",
     "mifgsm",
     "names",
+    "patch",
     "pgd",
     "register",
+    "spsa",
+    "square",
+    "sticker",
+    "stripes",
+    "train_patch",
+    "transfer",
+    "universal",
+    "universal_perturbation",
 ]
