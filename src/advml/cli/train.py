@@ -6,6 +6,8 @@ import argparse
 import dataclasses
 import time
 
+import torch
+
 from advml.cli.common import (
     add_data_options,
     add_run_options,
@@ -36,8 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--threat",
         choices=("linf", "l2", "l1"),
-        default="linf",
-        help="threat model of adversarial recipes (default: linf)",
+        default=None,
+        help="threat model of adversarial recipes (default: the recipe's own, linf for most)",
     )
     parser.add_argument(
         "--eps",
@@ -64,6 +66,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--schedule", choices=sorted(SCHEDULES), default="constant")
     parser.add_argument(
+        "--labeled",
+        type=positive_int,
+        default=None,
+        help="semi-supervised recipes (vat): keep N labels, class-balanced, and train on the "
+        "rest unlabeled",
+    )
+    parser.add_argument(
         "--n-train", type=positive_int, default=None, help="use only the first N training samples"
     )
     parser.add_argument("--out", required=True, help="run folder to write")
@@ -76,15 +85,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+SEMI_SUPERVISED = ("vat",)
+
+
+def hide_labels(
+    train: tuple[torch.Tensor, torch.Tensor], keep: int, num_classes: int, seed: int
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """Keep ``keep`` labels (``keep / classes`` per class, seeded); mark the rest ``-1``.
+
+    Returns the training set with hidden labels and the labeled subset.
+    """
+    x, y = train
+    if keep % num_classes or keep > len(y):
+        raise UserError(
+            f"--labeled {keep}: use a multiple of the {num_classes} classes, at most {len(y)}"
+        )
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    chosen = torch.cat([order[y[order] == c][: keep // num_classes] for c in range(num_classes)])
+    if len(chosen) < keep:
+        raise UserError(
+            f"--labeled {keep}: some class has fewer than {keep // num_classes} samples"
+        )
+    hidden = torch.full_like(y, -1)
+    hidden[chosen] = y[chosen]
+    return (x, hidden), (x[chosen], y[chosen])
+
+
 def recipe_settings(args: argparse.Namespace) -> dict[str, object]:
     """Settings for adversarial recipes, only those the user gave."""
     if args.recipe == "standard":
-        if args.eps is not None or args.attack_steps is not None:
+        if args.eps is not None or args.attack_steps is not None or args.threat is not None:
             raise UserError(
-                "--eps and --attack-steps apply to adversarial recipes; add e.g. --recipe pgd"
+                "--threat, --eps and --attack-steps apply to adversarial recipes; "
+                "add e.g. --recipe pgd"
             )
         return {}
-    settings: dict[str, object] = {"threat": args.threat}
+    settings: dict[str, object] = {}
+    if args.threat is not None:
+        settings["threat"] = args.threat
     if args.eps is not None:
         settings["eps"] = args.eps
     if args.attack_steps is not None:
@@ -104,7 +142,15 @@ def run(args: argparse.Namespace) -> int:
     mean, std = normalization_for(args.dataset, train[0])
     num_classes = int(max(train[1].max(), test[1].max()).item()) + 1
     model = build(args.arch, tuple(train[0].shape[1:]), num_classes, mean=mean, std=std)
-    recipe = get_recipe(args.recipe, **recipe_settings(args))
+    settings = recipe_settings(args)
+    if args.labeled is not None:
+        if args.recipe not in SEMI_SUPERVISED:
+            raise UserError(
+                f"--labeled needs a semi-supervised recipe "
+                f"({', '.join(SEMI_SUPERVISED)}), not {args.recipe}"
+            )
+        train, settings["labeled"] = hide_labels(train, args.labeled, num_classes, args.seed)
+    recipe = get_recipe(args.recipe, **settings)
     config = TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
