@@ -59,6 +59,7 @@ def standard_robustness(digits):
         ("fgsm-rs", {"eps": EPS}),
         ("trades", {"eps": EPS, "steps": 5}),
         ("mart", {"eps": EPS, "steps": 5}),
+        ("free", {"eps": EPS, "replays": 4}),
     ],
 )
 def test_recipe_raises_robust_accuracy_over_standard(name, settings, digits, standard_robustness):
@@ -98,7 +99,10 @@ def test_bad_recipe_settings_are_user_errors(name, settings, message):
         get_recipe(name, **settings)
 
 
-def test_adversarial_training_resumes_exactly(tmp_path, digits):
+@pytest.mark.parametrize(
+    ("name", "settings"), [("pgd", {"eps": EPS, "steps": 3}), ("free", {"eps": EPS, "replays": 2})]
+)
+def test_adversarial_training_resumes_exactly(tmp_path, digits, name, settings):
     class Stop(Exception):
         pass
 
@@ -108,19 +112,17 @@ def test_adversarial_training_resumes_exactly(tmp_path, digits):
 
     config = TrainConfig(epochs=2, batch_size=64, lr=3e-3, device="cpu", progress=False)
     straight = mlp()
-    Trainer(straight, get_recipe("pgd", eps=EPS, steps=3), config, out_dir=tmp_path / "a").fit(
-        digits[0]
-    )
+    Trainer(straight, get_recipe(name, **settings), config, out_dir=tmp_path / "a").fit(digits[0])
     with pytest.raises(Stop):
         Trainer(
             mlp(),
-            get_recipe("pgd", eps=EPS, steps=3),
+            get_recipe(name, **settings),
             config,
             out_dir=tmp_path / "b",
             callbacks=[stop_after_first],
         ).fit(digits[0])
     resumed = mlp()
-    Trainer(resumed, get_recipe("pgd", eps=EPS, steps=3), config, out_dir=tmp_path / "b").fit(
+    Trainer(resumed, get_recipe(name, **settings), config, out_dir=tmp_path / "b").fit(
         digits[0], resume=True
     )
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):

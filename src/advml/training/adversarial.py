@@ -283,3 +283,64 @@ class MART(PGDTraining):
 
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "lam": self.lam}
+
+
+@register_recipe("free")
+class FreeAT(Recipe):
+    r"""Free adversarial training (Shafahi et al. 2019, "Adversarial Training for Free!",
+    Alg. 1): each minibatch is replayed ``replays`` (m) times; one backward pass gives both the
+    parameter gradient (used by the optimizer) and the input gradient, which updates a
+    perturbation δ that persists across replays and minibatches:
+
+    .. math::  g_\theta, g_\delta = \nabla_{\theta,\delta} J(\theta, x + \delta, y);\quad
+               \theta \leftarrow \mathrm{opt}(\theta, g_\theta);\quad
+               \delta \leftarrow \Pi_\epsilon\big(\delta + \epsilon\, d(g_\delta)\big)
+
+    Train for ``epochs / m`` epochs to match the cost of standard training. δ is saved in the
+    trainer's checkpoints, so resume is exact in a single process; under DDP each rank keeps its
+    own δ and a resumed run restarts every rank from rank 0's.
+    """
+
+    def __init__(
+        self, threat: str = "linf", eps: float = 0.3, replays: int = 8, steps: int | None = None
+    ) -> None:
+        if not eps > 0:
+            raise UserError(f"adversarial training needs eps > 0, got {eps}")
+        if replays < 1:
+            raise UserError(f"free: replays must be >= 1, got {replays}")
+        from advml import threats
+
+        self.threat_name, self.eps = threat, float(eps)
+        self.replays = int(steps if steps is not None else replays)
+        self.threat = threats.make(threat, eps)
+        self.delta: torch.Tensor | None = None
+        self._x: torch.Tensor | None = None
+
+    def loss(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: StepInfo
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        if self.delta is None or self.delta.shape != x.shape:
+            self.delta = torch.zeros_like(x)
+        self.delta = self.delta.to(x.device, x.dtype)
+        x_adv = self.threat.project(x + self.delta, x)
+        self._x = x
+        self.delta = (x_adv - x).detach().requires_grad_(True)
+        logits = model(x + self.delta)
+        loss = F.cross_entropy(logits, y)
+        return loss, {"loss": loss.item(), "adv_acc": (logits.argmax(1) == y).float().mean().item()}
+
+    def after_backward(self) -> None:
+        if self.delta is None or self.delta.grad is None or self._x is None:
+            return
+        step = self.eps * self.threat.ascent_direction(self.delta.grad)
+        x = self._x
+        self.delta = (self.threat.project(x + self.delta.detach() + step, x) - x).detach()
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        return {} if self.delta is None else {"delta": self.delta.detach()}
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.delta = tensors.get("delta")
+
+    def settings(self) -> dict[str, Any]:
+        return {"threat": self.threat_name, "eps": self.eps, "replays": self.replays}

@@ -39,11 +39,24 @@ class Recipe:
     """Base class: override :meth:`loss`. ``name`` keys the registry used by the CLI."""
 
     name: ClassVar[str] = ""
+    #: Optimizer steps taken on each minibatch (Free-AT replays a batch m times).
+    replays: int = 1
 
     def loss(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: StepInfo
     ) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
+
+    def after_backward(self) -> None:
+        """Called after each ``loss.backward()``, before the optimizer step (e.g. to read the
+        input gradient that the same backward pass produced)."""
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """Tensors the recipe carries from step to step (saved in trainer checkpoints)."""
+        return {}
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Restore what :meth:`state_tensors` returned (on resume)."""
 
     def settings(self) -> dict[str, Any]:
         """Hyperparameters recorded in ``config.json`` and the model card."""

@@ -55,12 +55,16 @@ def save_trainer_state(
     optimizer: torch.optim.Optimizer,
     extra: dict[str, Any],
     keep: int = 2,
+    recipe_state: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Checkpoint after ``epoch``; returns the manifest's path."""
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     optim_tensors, optim_meta = _flatten_optimizer(optimizer.state_dict())
     tensors.update(optim_tensors)
+    tensors.update(
+        {f"recipe.{k}": v.detach().cpu().contiguous() for k, v in (recipe_state or {}).items()}
+    )
     blob = save_safetensors(tensors)
     stem = f"epoch-{epoch:04d}"
     atomic_write_bytes(folder / f"{stem}.safetensors", blob)
@@ -82,8 +86,11 @@ def save_trainer_state(
     return folder / f"{stem}.json"
 
 
-def load_trainer_state(folder: Path) -> tuple[int, dict[str, torch.Tensor], dict[str, Any], dict]:
-    """Read the latest checkpoint: ``(epoch, model_state, optimizer_state, extra)``."""
+def load_trainer_state(
+    folder: Path,
+) -> tuple[int, dict[str, torch.Tensor], dict[str, Any], dict, dict[str, torch.Tensor]]:
+    """Read the latest checkpoint: ``(epoch, model_state, optimizer_state, extra,
+    recipe_state)``."""
     pointer = folder / "latest"
     if not pointer.exists():
         raise FormatError(
@@ -111,4 +118,5 @@ def load_trainer_state(folder: Path) -> tuple[int, dict[str, torch.Tensor], dict
         raise FormatError(weights_path, f"unreadable safetensors data: {error}") from None
     model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     optim_state = _unflatten_optimizer(tensors, manifest["optimizer"])
-    return int(manifest["epoch"]), model_state, optim_state, manifest.get("extra", {})
+    recipe_state = {k[len("recipe.") :]: v for k, v in tensors.items() if k.startswith("recipe.")}
+    return int(manifest["epoch"]), model_state, optim_state, manifest.get("extra", {}), recipe_state

@@ -220,15 +220,18 @@ class Trainer:
                         derive_seed(cfg.seed, "step", epoch, step, info.rank), device
                     ),
                 )
-                loss, metrics = self.recipe.loss(net, x[index], y[index], step_info)
-                if not torch.isfinite(loss):
-                    raise UserError(
-                        f"training diverged: loss is {loss.item()} at epoch {epoch} "
-                        f"step {step}; lower the learning rate (now {lr:g})"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                x_batch, y_batch = x[index], y[index]
+                for _ in range(self.recipe.replays):
+                    loss, metrics = self.recipe.loss(net, x_batch, y_batch, step_info)
+                    if not torch.isfinite(loss):
+                        raise UserError(
+                            f"training diverged: loss is {loss.item()} at epoch {epoch} "
+                            f"step {step}; lower the learning rate (now {lr:g})"
+                        )
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    self.recipe.after_backward()
+                    optimizer.step()
                 for key, value in metrics.items():
                     sums[key] = sums.get(key, 0.0) + float(value)
                 bar.update(1)
@@ -254,6 +257,7 @@ class Trainer:
                     optimizer,
                     {**state_extra, "history": history},
                     keep=cfg.keep_checkpoints,
+                    recipe_state=self.recipe.state_tensors(),
                 )
                 self._save_model(model, card, row)
             if info.distributed:
@@ -265,7 +269,9 @@ class Trainer:
     def _restore(self, model, optimizer, state_extra) -> tuple[int, list[dict[str, Any]]]:
         if self.checkpoint_dir is None:
             raise UserError("resume needs the run folder of the interrupted run (out_dir / --out)")
-        epoch, model_state, optim_state, extra = load_trainer_state(self.checkpoint_dir)
+        epoch, model_state, optim_state, extra, recipe_state = load_trainer_state(
+            self.checkpoint_dir
+        )
         old, new = extra.get("config", {}), state_extra["config"]
         changed = [k for k in _RESUME_INVARIANTS if k in old and old[k] != new[k]]
         if extra.get("recipe") != state_extra["recipe"]:
@@ -281,6 +287,7 @@ class Trainer:
             )
         model.load_state_dict(model_state)
         optimizer.load_state_dict(optim_state)
+        self.recipe.load_state_tensors(recipe_state)
         return epoch, list(extra.get("history", []))
 
     @staticmethod
