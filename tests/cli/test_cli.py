@@ -215,3 +215,38 @@ def test_data_list_shows_every_dataset(capsys):
     assert code == 0
     for name in ("digits", "mnist", "fashion-mnist", "cifar10", "usps", "toy-ring", "toy-grid"):
         assert name in out
+
+
+def test_adversarial_training_keeps_the_best_robust_epoch(tmp_path, capsys):
+    out = tmp_path / "pgd"
+    code, stdout, _ = run_cli(
+        capsys,
+        "train",
+        "--dataset",
+        "digits",
+        "--arch",
+        "mlp",
+        "--recipe",
+        "pgd",
+        "--eps",
+        "0.1",
+        "--attack-steps",
+        "3",
+        "--epochs",
+        "3",
+        "--robust-val",
+        "100",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    )
+    assert code == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(0.0 <= row["robust_val_acc"] <= 1.0 for row in rows)
+    best_epoch = max(rows, key=lambda row: row["robust_val_acc"])["epoch"]
+    best = load_model(out / "best.safetensors")
+    assert best.advml_card["epochs_trained"] == best_epoch
+    assert "best robust validation accuracy" in stdout
+    config = json.loads((out / "config.json").read_text())
+    assert config["settings"]["recipe"] == "pgd"

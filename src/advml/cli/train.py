@@ -73,6 +73,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "rest unlabeled",
     )
     parser.add_argument(
+        "--robust-val",
+        type=int,
+        default=None,
+        help="adversarial recipes: hold out N training samples, measure PGD-10 robust accuracy "
+        "on them each epoch and keep the best epoch as best.safetensors (default: min(500, 10%%)"
+        " of the training set; 0 disables)",
+    )
+    parser.add_argument(
         "--n-train", type=positive_int, default=None, help="use only the first N training samples"
     )
     parser.add_argument("--out", required=True, help="run folder to write")
@@ -109,6 +117,31 @@ def hide_labels(
     hidden = torch.full_like(y, -1)
     hidden[chosen] = y[chosen]
     return (x, hidden), (x[chosen], y[chosen])
+
+
+def hold_out_robust_validation(train, recipe, args: argparse.Namespace):
+    """Split off the robust-validation subset (a seeded random choice) for adversarial recipes."""
+    from advml.threats import Linf
+    from advml.training.trainer import RobustValidation
+
+    threat = getattr(recipe, "threat", None)
+    if threat is None and recipe.name == "ibp":
+        threat = Linf(recipe.eps)
+    size = args.robust_val
+    if threat is None or size == 0:
+        if size:
+            raise UserError(f"--robust-val needs an adversarial recipe, not {recipe.name}")
+        return train, None
+    x, y = train
+    if size is None:
+        size = min(500, len(x) // 10)
+    if not 0 < size < len(x):
+        raise UserError(f"--robust-val {size}: choose between 1 and {len(x) - 1}")
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(args.seed))
+    held, kept = order[:size], order[size:]
+    labeled = y[held] >= 0
+    check = RobustValidation(x[held][labeled], y[held][labeled], threat)
+    return (x[kept], y[kept]), check
 
 
 def recipe_settings(args: argparse.Namespace) -> dict[str, object]:
@@ -151,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
             )
         train, settings["labeled"] = hide_labels(train, args.labeled, num_classes, args.seed)
     recipe = get_recipe(args.recipe, **settings)
+    train, robust_val = hold_out_robust_validation(train, recipe, args)
     config = TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -188,6 +222,7 @@ def run(args: argparse.Namespace) -> int:
         val_name="test",
         resume=args.resume,
         card={"dataset": args.dataset, "command": command_line()},
+        robust_val=robust_val,
     )
     if main_rank:
         seconds = time.perf_counter() - started
@@ -197,6 +232,12 @@ def run(args: argparse.Namespace) -> int:
                 f"{row['epoch']:>5} {row.get('train_loss', float('nan')):>10.4f} "
                 f"{row.get('train_acc', float('nan')):>9.2%} {row['test_acc']:>8.2%} "
                 f"{row['epoch_seconds']:>8.1f}"
+            )
+        if "robust_val_acc" in result.final:
+            best = max(result.history, key=lambda row: row["robust_val_acc"])
+            print(
+                f"best robust validation accuracy {best['robust_val_acc']:.2%} at epoch "
+                f"{best['epoch']}: {folder / 'best.safetensors'}"
             )
         final = result.final.get("test_acc", float("nan"))
         print(

@@ -95,6 +95,34 @@ class TrainResult:
 EpochCallback = Callable[[int, dict[str, Any]], None]
 
 
+@dataclass
+class RobustValidation:
+    """Robust accuracy on a held-out subset after each epoch; the trainer keeps the model of the
+    best epoch as ``best.safetensors`` (robust overfitting, Rice, Wong & Kolter 2020).
+
+    ``attack`` is a registry name run with ``attack_kwargs`` under ``threat``.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    threat: Any
+    attack: str = "pgd"
+    attack_kwargs: dict[str, Any] = field(default_factory=lambda: {"steps": 10})
+    batch_size: int = 500
+
+    def __call__(self, model: nn.Module, device: torch.device) -> float:
+        from advml import attacks
+
+        attack = attacks.get(self.attack)
+        robust = 0
+        for start in range(0, self.x.shape[0], self.batch_size):
+            x = self.x[start : start + self.batch_size].to(device)
+            y = self.y[start : start + self.batch_size].to(device)
+            result = attack(model, x, y, self.threat, **self.attack_kwargs)
+            robust += int((~result.success).sum())
+        return robust / self.x.shape[0]
+
+
 def make_optimizer(config: TrainConfig, params: Sequence[nn.Parameter]) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
         return torch.optim.SGD(
@@ -149,6 +177,7 @@ class Trainer:
         val_name: str = "val",
         resume: bool = False,
         card: dict[str, Any] | None = None,
+        robust_val: RobustValidation | None = None,
     ) -> TrainResult:
         """Run the remaining epochs; returns the per-epoch history."""
         _check_data("training", train)
@@ -156,9 +185,9 @@ class Trainer:
             _check_data(val_name, val)
         device = resolve_device(self.config.device)
         with distributed_context(device) as info:
-            return self._fit(train, val, val_name, resume, card or {}, device, info)
+            return self._fit(train, val, val_name, resume, card or {}, device, info, robust_val)
 
-    def _fit(self, train, val, val_name, resume, card, device, info) -> TrainResult:
+    def _fit(self, train, val, val_name, resume, card, device, info, robust_val) -> TrainResult:
         cfg = self.config
         model = self.model.to(device)
         net: nn.Module = model
@@ -245,6 +274,8 @@ class Trainer:
                 row[f"{val_name}_acc"] = accuracy(
                     model, val[0], val[1], batch_size=cfg.eval_batch_size, device=device
                 )
+            if robust_val is not None:
+                row["robust_val_acc"] = robust_val(model, device)
             row["epoch_seconds"] = time.perf_counter() - epoch_start
             row["samples_per_second"] = steps * batch / row["epoch_seconds"]
             history.append(row)
@@ -260,6 +291,10 @@ class Trainer:
                     recipe_state=self.recipe.state_tensors(),
                 )
                 self._save_model(model, card, row)
+                if robust_val is not None and row["robust_val_acc"] >= max(
+                    r.get("robust_val_acc", -1.0) for r in history
+                ):
+                    self._save_model(model, card, row, filename="best.safetensors")
             if info.distributed:
                 dist.barrier()
             for callback in self.callbacks:
@@ -300,14 +335,20 @@ class Trainer:
             values /= dist.get_world_size()
         return dict(zip(sums, values.tolist(), strict=True))
 
-    def _save_model(self, model: nn.Module, card: dict[str, Any], row: dict[str, Any]) -> None:
+    def _save_model(
+        self,
+        model: nn.Module,
+        card: dict[str, Any],
+        row: dict[str, Any],
+        filename: str = "model.safetensors",
+    ) -> None:
         if getattr(model, "advml_spec", None) is None:
             return  # a user's own module: the trainer checkpoint holds its weights
         from advml.models import save
 
         save(
             model,
-            self.out_dir / "model.safetensors",
+            self.out_dir / filename,
             {
                 **card,
                 "recipe": self.recipe.name,
