@@ -1,7 +1,8 @@
 """Trains a small MLP on fixed synthetic data; run under torchrun by test_trainer_ddp.py.
 
-Usage: ddp_worker.py OUT_DIR
-Writes OUT_DIR/weights.safetensors (rank 0) after 2 epochs of SGD on a global batch of 32.
+Usage: ddp_worker.py OUT_DIR [RECIPE]
+Writes OUT_DIR/weights.safetensors (rank 0) after 2 epochs of SGD on a global batch of 32, with
+RECIPE ``standard`` (default) or ``pgd`` (PGD adversarial training, eps 0.1, 3 steps).
 """
 
 import sys
@@ -12,7 +13,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from advml.runtime import dist_info
-from advml.training import TrainConfig, Trainer
+from advml.training import TrainConfig, Trainer, get_recipe
 
 
 def make_problem():
@@ -24,7 +25,11 @@ def make_problem():
     return model, (x, y)
 
 
-def train(out_dir: Path | None) -> nn.Module:
+def recipe_for(name: str):
+    return get_recipe("pgd", eps=0.1, steps=3) if name == "pgd" else get_recipe(name)
+
+
+def train(out_dir: Path | None, recipe: str = "standard") -> nn.Module:
     model, data = make_problem()
     config = TrainConfig(
         epochs=2,
@@ -35,13 +40,13 @@ def train(out_dir: Path | None) -> nn.Module:
         device="cpu",
         progress=False,
     )
-    Trainer(model, config=config, out_dir=out_dir).fit(data, data)
+    Trainer(model, recipe_for(recipe), config=config, out_dir=out_dir).fit(data, data)
     return model
 
 
 if __name__ == "__main__":
     out = Path(sys.argv[1])
-    trained = train(out / "run")
+    trained = train(out / "run", sys.argv[2] if len(sys.argv) > 2 else "standard")
     if dist_info().is_main:
         save_file(
             {k: v.contiguous() for k, v in trained.state_dict().items()},

@@ -15,7 +15,8 @@ from ddp_worker import train  # noqa: E402
 
 
 @pytest.mark.distributed
-def test_two_process_ddp_matches_single_process(tmp_path):
+@pytest.mark.parametrize("recipe", ["standard", "pgd"])
+def test_two_process_ddp_matches_single_process(tmp_path, recipe):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ADVML_PROGRESS": "0"}
     command = [
         sys.executable,
@@ -25,12 +26,13 @@ def test_two_process_ddp_matches_single_process(tmp_path):
         "--nproc_per_node=2",
         str(HERE / "ddp_worker.py"),
         str(tmp_path),
+        recipe,
     ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     distributed = load_file(str(tmp_path / "weights.safetensors"))
 
-    single = train(None).state_dict()
+    single = train(None, recipe).state_dict()
     assert distributed.keys() == single.keys()
     for name, value in single.items():
         torch.testing.assert_close(distributed[name], value, rtol=1e-5, atol=1e-6, msg=name)

@@ -54,8 +54,7 @@ class PGDTraining(Recipe):
     def adversarial_batch(self, x: torch.Tensor, y: torch.Tensor, step: StepInfo) -> torch.Tensor:
         kwargs: dict[str, Any] = {
             "steps": self.steps,
-            "generator": step.generator,
-            "seed": None,
+            "seed": step.seed,
             "early_stop": False,
         }
         if self.step_size is not None:
@@ -113,7 +112,7 @@ class FGSMMixture(Recipe):
         if self.alpha == 1.0:
             return clean, {"loss": clean.item(), **metrics}
         x_adv = self.attack(
-            step.module, x, y, self.threat, early_stop=False, seed=None, generator=step.generator
+            step.module, x, y, self.threat, early_stop=False, seed=step.seed
         ).x_adv.detach()
         adv_logits = model(x_adv)
         adversarial = F.cross_entropy(adv_logits, y)
@@ -159,8 +158,7 @@ class FGSMRandomStart(PGDTraining):
             random_start=True,
             early_stop=False,
             step_size=self.step_size,
-            seed=None,
-            generator=step.generator,
+            seed=step.seed,
         ).x_adv.detach()
 
 

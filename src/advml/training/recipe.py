@@ -33,6 +33,9 @@ class StepInfo:
     step: int  # 0-based step within the epoch
     progress: float  # fraction of all training steps done, in [0, 1)
     generator: torch.Generator  # per-step, per-rank seeded randomness for the recipe
+    #: per-step seed shared by all ranks; attacks called with ``seed=step.seed`` key their
+    #: randomness on each sample's contents, so DDP shards reproduce the single-process batch
+    seed: int = 0
 
 
 class Recipe:

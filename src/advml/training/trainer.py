@@ -248,6 +248,7 @@ class Trainer:
                     generator=generator(
                         derive_seed(cfg.seed, "step", epoch, step, info.rank), device
                     ),
+                    seed=derive_seed(cfg.seed, "attack", epoch, step),
                 )
                 x_batch, y_batch = x[index], y[index]
                 for _ in range(self.recipe.replays):
