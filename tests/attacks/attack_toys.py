@@ -28,6 +28,11 @@ FAST: dict[str, dict] = {
     "sticker": {"steps": 5, "samples": 2, "eval_samples": 4},
     "universal": {"max_passes": 2, "batch_size": 4, "deepfool_steps": 5},
     "patch": {"steps": 5, "batch_size": 8},
+    "cw": {"binary_steps": 3, "steps": 30},
+    "cw-l2": {"binary_steps": 3, "steps": 30},
+    "ead": {"binary_steps": 3, "steps": 30},
+    "lbfgs": {"binary_steps": 3, "steps": 10},
+    "jsma": {},
 }
 
 #: Attacks defined only on NCHW images: not run on the flat toy problems.

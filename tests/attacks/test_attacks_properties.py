@@ -40,6 +40,8 @@ def test_attacks_stay_inside_and_report_truthfully(case):
     x[torch.rand(n, dim, generator=gen) < 0.2] = 1.0  # features on the box's faces
     y = torch.randint(0, classes, (n,), generator=gen)
     radius = torch.rand(n, generator=gen, dtype=torch.float64) * eps if per_sample else eps
+    if norm == "l0":  # L0 budgets count features: whole numbers
+        radius = torch.ceil(torch.as_tensor(radius) * dim) if per_sample else round(eps * dim)
     threat = make(norm, radius)
     extra = extra_for(name, dim, classes, seed, dtype)
     result = attacks.get(name)(model, x, y, threat, targeted=targeted, **FAST[name], **extra)

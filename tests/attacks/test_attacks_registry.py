@@ -36,8 +36,8 @@ def test_get_and_info():
     assert info.minimum_norm and info.kind == "gradient" and not info.targeted
     assert info.norms == {"l2", "linf"}
     assert attacks.info("pgd").targeted and "Madry" in attacks.info("pgd").paper
-    with pytest.raises(UserError, match="unknown attack 'cw'"):
-        attacks.get("cw")
+    with pytest.raises(UserError, match="unknown attack 'no-such-attack'"):
+        attacks.get("no-such-attack")
 
 
 @pytest.mark.parametrize("name", attacks.names())

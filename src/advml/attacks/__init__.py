@@ -16,11 +16,15 @@ from advml.attacks import losses
 from advml.attacks.apgd import apgd, apgd_ce, apgd_dlr, apgd_t
 from advml.attacks.base import AttackResult, ModelOutputError, ThreatViolation, frozen_eval
 from advml.attacks.bim import bim, illc
+from advml.attacks.cw import cw, cw_l2
 from advml.attacks.deepfool import deepfool
+from advml.attacks.ead import ead
 from advml.attacks.eot import EOTModel, EOTResult, eot, eot_model, expected_success
 from advml.attacks.fab import fab, fab_t
 from advml.attacks.fgsm import fgm, fgsm
 from advml.attacks.hopskipjump import hopskipjump
+from advml.attacks.jsma import jsma
+from advml.attacks.lbfgs import lbfgs
 from advml.attacks.mifgsm import mifgsm
 from advml.attacks.patch import Patch, apply_patch, patch, train_patch
 from advml.attacks.pgd import pgd
@@ -46,7 +50,10 @@ __all__ = [
     "apgd_t",
     "apply_patch",
     "bim",
+    "cw",
+    "cw_l2",
     "deepfool",
+    "ead",
     "eot",
     "eot_model",
     "expected_success",
@@ -59,6 +66,8 @@ __all__ = [
     "hopskipjump",
     "illc",
     "info",
+    "jsma",
+    "lbfgs",
     "losses",
     "mifgsm",
     "names",
