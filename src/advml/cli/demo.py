@@ -136,6 +136,20 @@ def run(args: argparse.Namespace) -> int:
         f"\nreport: {folder.path / 'report.md'} (figures robustness.png, examples.png); "
         f"total {time.perf_counter() - started:.0f} s"
     )
+    from advml.evaluation.report import write_report
+
+    for label, report in reports.items():
+        slug = "standard" if label == standard_label else "pgd-at"
+        paths = write_report(
+            report,
+            folder.path / f"report-{slug}",
+            model=models[label],
+            title=f"advml demo: {label} model on 8x8 digits",
+            meta={"model": f"{args.arch}, {label}", "dataset": "digits (test, 360 images)"},
+            class_names=meta.class_names,
+            label=label,
+        )
+        print(f"HTML report ({label}): {paths['html']}")
     return 0
 
 
