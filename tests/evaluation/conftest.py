@@ -3,25 +3,12 @@ second), its checkpoint for the CLI tests, and one torch thread per test."""
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
 import torch
+from evaluation_threads import one_thread
 
 from advml.data import load
 from advml.models import build, save
-
-
-@contextlib.contextmanager
-def one_thread():
-    """Tiny models run faster on one thread, and the CI machine is shared. (Module and session
-    fixtures run before the autouse fixture below, so they use this themselves.)"""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)

@@ -34,7 +34,7 @@ def single(tmp_path_factory, digits_checkpoint):
     import contextlib
     import io
 
-    from conftest import one_thread
+    from evaluation_threads import one_thread
 
     out = io.StringIO()
     with one_thread(), contextlib.redirect_stdout(out):

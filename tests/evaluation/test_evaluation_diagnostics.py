@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 
 import pytest
-from conftest import one_thread
+from evaluation_threads import one_thread
 from evaluation_traps import (
     Detached,
     ExplodingGradient,

@@ -13,7 +13,7 @@ import tempfile
 from html.parser import HTMLParser
 
 import pytest
-from conftest import one_thread
+from evaluation_threads import one_thread
 from evaluation_traps import Scaled
 
 from advml import attacks

@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     if "seed" in accepted:
         kwargs["seed"] = args.seed
     folder.write_config(
-        {k: v for k, v in vars(args).items() if k != "func"}, command=command_line()
+        {k: v for k, v in vars(args).items() if k != "func"}, command=command_line(args)
     )
 
     num_classes = int(model.advml_card.get("num_classes", int(y.max()) + 1))

@@ -89,8 +89,9 @@ def normalization_for(dataset: str, x_train: torch.Tensor) -> tuple[list[float],
     return mean.tolist(), std.tolist()
 
 
-def command_line() -> str:
-    return shlex.join(["advml", *sys.argv[1:]])
+def command_line(args: argparse.Namespace) -> str:
+    """The command that started this job, as the user would type it again."""
+    return shlex.join(["advml", *getattr(args, "argv", sys.argv[1:])])
 
 
 def out_dir(path: str) -> Path:

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     folder = RunFolder(out_dir(args.out))
     folder.write_config(
-        {k: v for k, v in vars(args).items() if k != "func"}, command=command_line()
+        {k: v for k, v in vars(args).items() if k != "func"}, command=command_line(args)
     )
     train, test = load("digits", "train"), load("digits", "test")
     meta = info("digits")
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         model = build(args.arch, meta.input_shape, meta.num_classes, mean=meta.mean, std=meta.std)
         slug = "standard" if recipe.name == "standard" else "pgd-at"
         Trainer(model, recipe, config, out_dir=folder.path / slug).fit(
-            train, test, val_name="test", card={"dataset": "digits", "command": command_line()}
+            train, test, val_name="test", card={"dataset": "digits", "command": command_line(args)}
         )
         print(
             f"attacking {label} with {', '.join(attacks)} at L∞ ε = "

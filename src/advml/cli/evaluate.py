@@ -153,11 +153,11 @@ def run(args: argparse.Namespace) -> int:
             "model": str(args.checkpoint),
             "architecture": card.get("arch"),
             "dataset": f"{dataset} ({args.split}, first {x.shape[0]})",
-            "command": command_line(),
+            "command": command_line(args),
         }
         run_folder = RunFolder(folder)
         run_folder.write_config(
-            {k: v for k, v in vars(args).items() if k != "func"}, command=command_line()
+            {k: v for k, v in vars(args).items() if k != "func"}, command=command_line(args)
         )
         paths = write_report(
             report,

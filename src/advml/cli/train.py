@@ -209,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
                 "input_shape": list(train[0].shape[1:]),
                 "normalization": {"mean": mean, "std": std},
             },
-            command=command_line(),
+            command=command_line(args),
         )
         print(
             f"training {args.arch} ({count_parameters(model):,} parameters) on {args.dataset}: "
@@ -221,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
         test,
         val_name="test",
         resume=args.resume,
-        card={"dataset": args.dataset, "command": command_line()},
+        card={"dataset": args.dataset, "command": command_line(args)},
         robust_val=robust_val,
     )
     if main_rank:
