@@ -109,7 +109,14 @@ def _run(
     best = problem.best
     assert best is not None
     value, grad, logits = problem.value_and_grad(start, sid, goal)
-    best.update(sid, start, score(logits, sid), problem.succeeded(logits, sid), unique=True)
+    best.update(
+        sid,
+        start,
+        score(logits, sid),
+        problem.succeeded(logits, sid),
+        unique=True,
+        logits=logits,
+    )
     s = _Rows(
         sid=sid,
         x=problem.x[sid],
@@ -146,7 +153,12 @@ def _run(
         else:
             value, s.grad, logits = problem.value_and_grad(s.cur, s.sid, goal)
         best.update(
-            s.sid, s.cur, score(logits, s.sid), problem.succeeded(logits, s.sid), unique=True
+            s.sid,
+            s.cur,
+            score(logits, s.sid),
+            problem.succeeded(logits, s.sid),
+            unique=True,
+            logits=logits,
         )
         s.increases = s.increases + (value > s.f_prev).to(s.increases.dtype)
         s.f_prev = value

@@ -122,19 +122,35 @@ class Best:
 
     ``update`` accepts rows that may repeat samples (several restarts side by side); for each
     sample the best of its rows competes with the stored one. Ties keep the earlier iterate.
+
+    When the rows come with their ``logits``, the tracker keeps the logits of each sample's
+    best iterate, so :meth:`Problem.finish` can skip one more forward pass; ``logits_known``
+    says for which samples it can.
     """
 
-    def __init__(self, x: Tensor, score: Tensor, success: Tensor) -> None:
+    def __init__(
+        self, x: Tensor, score: Tensor, success: Tensor, logits: Tensor | None = None
+    ) -> None:
         self.x = x.detach().clone()
         self.score = score.detach().clone()
         self.success = success.detach().clone()
+        self.logits = logits.detach().clone() if logits is not None else None
+        self.logits_known = torch.full_like(self.success, logits is not None, dtype=torch.bool)
 
     def update(
-        self, sid: Tensor, x_rows: Tensor, score: Tensor, success: Tensor, *, unique: bool = False
+        self,
+        sid: Tensor,
+        x_rows: Tensor,
+        score: Tensor,
+        success: Tensor,
+        *,
+        unique: bool = False,
+        logits: Tensor | None = None,
     ) -> None:
         """Offer rows ``x_rows`` of samples ``sid`` with their scores and success flags.
 
         ``unique=True`` promises that ``sid`` has no repeats (skips the per-sample reduction).
+        ``logits`` (the model's outputs on ``x_rows``) lets :meth:`Problem.finish` reuse them.
         """
         n_rows = sid.shape[0]
         if n_rows == 0:
@@ -152,6 +168,11 @@ class Best:
         self.x[samples] = x_rows[pick].detach().to(self.x.dtype)
         self.score[samples] = score[pick]
         self.success[samples] = success[pick]
+        if logits is not None and self.logits is not None:
+            self.logits[samples] = logits[pick].detach().to(self.logits.dtype)
+            self.logits_known[samples] = True
+        else:
+            self.logits_known[samples] = False
 
     def _best_rows(self, sid: Tensor, score: Tensor, success: Tensor) -> tuple[Tensor, Tensor]:
         """For each sample present in ``sid``: its best row (success, then score, then first)."""
@@ -419,13 +440,30 @@ class Problem:
     def start_best(self, objective: Objective) -> Best:
         """A tracker holding the clean inputs, scored by ``objective`` on the clean logits."""
         score = objective(self.clean_logits, self.all) if self.n else self.eps.new_zeros(0)
-        self.best = Best(self.x, score.detach(), self.clean_success)
+        self.best = Best(self.x, score.detach(), self.clean_success, self.clean_logits)
         return self.best
 
     # ---- result ------------------------------------------------------------------------
 
+    def _final_logits(self, x_adv: Tensor) -> Tensor:
+        """Logits of ``x_adv``: the tracker's for rows that are exactly its best iterate (seen
+        with their logits), a forward pass for the others."""
+        best = self.best
+        if best is None or best.logits is None or best.x.shape != x_adv.shape:
+            return self.forward(x_adv, self.all)
+        same = (best.x == x_adv).flatten(1).all(dim=1) & best.logits_known
+        logits = best.logits.clone()
+        todo = (~same).nonzero().squeeze(1)
+        if todo.numel():
+            logits[todo] = self.forward(x_adv[todo], todo).to(logits.dtype)
+        return logits
+
     def finish(self, x_adv: Tensor, objective: Objective | None = None) -> AttackResult:
-        """Evaluate ``x_adv`` once more, check it against the threat model and build the result."""
+        """Check ``x_adv`` against the threat model, score it and build the result.
+
+        A row that is exactly the tracker's best iterate, seen with its logits, reuses them;
+        the other rows are evaluated once more.
+        """
         x_adv = x_adv.detach().to(self.x.dtype)
         if self.n == 0:
             empty = self.x.new_zeros(0)
@@ -443,7 +481,7 @@ class Problem:
                 f"{int((~self.threat.in_box(x_adv[bad])).sum())}); this is a bug in advml, "
                 "please report it"
             )
-        logits = self.forward(x_adv, self.all)
+        logits = self._final_logits(x_adv)
         success = self.succeeded(logits, self.all)
         if objective is None:
             loss = logits.new_zeros(self.n)

@@ -96,7 +96,7 @@ def deepfool(
             success = problem.succeeded(logits, sid)
             size = threat_rows.norm(current - x0)
             score = torch.where(success, -size, goal(logits, sid))
-            best.update(sid, current, score, success, unique=True)
+            best.update(sid, current, score, success, unique=True, logits=logits)
             if t == steps:
                 break
             if early_stop:

@@ -106,7 +106,14 @@ def run_iterative(
                 value, grad, logits = problem.clean_value_and_grad(sid, objective)
             else:
                 value, grad, logits = problem.value_and_grad(current, sid, objective)
-            best.update(sid, current, value, problem.succeeded(logits, sid), unique=copies == 1)
+            best.update(
+                sid,
+                current,
+                value,
+                problem.succeeded(logits, sid),
+                unique=copies == 1,
+                logits=logits,
+            )
             if last:
                 break
             if early_stop:

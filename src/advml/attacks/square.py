@@ -31,8 +31,9 @@ counter-based generator keyed per sample (:mod:`advml.attacks.rng`), so with ``s
 result does not depend on the batch it was computed in. Inputs that are not images
 (``(N, D)`` or ``(N, C, L)``) use 1-D windows covering a fraction :math:`p` of the features.
 
-``n_queries`` is the *total* number of model queries per sample, the clean pass and the final
-check included: ``result.queries <= n_queries`` always (5000 = AutoAttack's standard).
+``n_queries`` is the *total* number of model queries per sample, the clean pass included (the
+final check reuses the logits of the best query): ``result.queries <= n_queries`` always (5000 =
+AutoAttack's standard).
 """
 
 from __future__ import annotations
@@ -197,7 +198,7 @@ class _Search:
         value = self.goal(logits, self.sid)
         success = problem.succeeded(logits, self.sid)
         assert problem.best is not None
-        problem.best.update(self.sid, x_rows, value, success, unique=True)
+        problem.best.update(self.sid, x_rows, value, success, unique=True, logits=logits)
         return value, success
 
     def start(self, candidate: Tensor) -> None:
@@ -352,8 +353,8 @@ def square(
     """Square Attack (L∞ and L2), score-based: only the model's logits are used.
 
     Args:
-        n_queries: total model queries per sample, the clean pass and the final check
-            included (``result.queries <= n_queries``); the p-schedule is rescaled to it.
+        n_queries: total model queries per sample, the clean pass included
+            (``result.queries <= n_queries``); the p-schedule is rescaled to it.
         p_init: initial fraction of the image a square covers (0.8 as in the paper for L∞
             and L2; 0.05/0.1 were the authors' choice for undefended ImageNet models).
         loss: ``None`` = the paper's choice (margin, or cross-entropy of the target when
@@ -388,7 +389,7 @@ def square(
         state.start(
             state.linf_init(_rows(rng, sid, 0)) if linf else state.l2_init(_rows(rng, sid, 0))
         )
-        for it in range(n_queries - 3):  # clean pass, start and final check are the other 3
+        for it in range(n_queries - 2):  # the clean pass and the start are the other 2
             if early_stop:
                 keep = ~state.success
                 if not bool(keep.all()):

@@ -278,29 +278,9 @@ class Network:
         return _NetworkModule(self)
 
     def simplified(self) -> Network:
-        """The same function with consecutive affine maps merged where that stays cheap.
-
-        Merged: dense after dense, dense after elementwise, elementwise after elementwise.
-        """
-        merged: list[Layer] = []
-        for layer in self.layers:
-            previous = merged[-1] if merged else None
-            if isinstance(layer, Dense) and isinstance(previous, Dense | Elementwise):
-                merged[-1] = Dense(
-                    previous.backward(layer.weight)
-                    if isinstance(previous, Elementwise)
-                    else layer.weight @ previous.weight,
-                    layer.forward(previous.bias[None])[0],
-                )
-            elif isinstance(layer, Elementwise) and isinstance(previous, Elementwise):
-                merged[-1] = Elementwise(
-                    previous.scale * layer.scale, layer.forward(previous.bias[None])[0]
-                )
-            elif isinstance(layer, ReLU) and isinstance(previous, ReLU):
-                continue
-            else:
-                merged.append(layer)
-        return Network(tuple(merged), self.input_shape)
+        """The same function with neighbouring affine maps merged where that stays cheap
+        (see :func:`merge_affine`)."""
+        return Network(tuple(merge_affine(list(self.layers))), self.input_shape)
 
 
 class _NetworkModule(nn.Module):
@@ -398,3 +378,73 @@ def from_torch(model: nn.Module, input_shape: Sequence[int]) -> Network:
         else:
             raise UnsupportedOperator(type(layer).__name__, where)
     return Network(tuple(out), tuple(int(s) for s in input_shape))
+
+
+def merge_affine(layers: list[Layer]) -> list[Layer]:
+    """Merge neighbouring affine maps where the result is no larger than the two.
+
+    Folded: an elementwise map into the dense layer before it (a bias ``Add``), into a
+    ``Conv`` before it when its scale is per channel (batch norm), into a ``Conv`` after it
+    when its scale is per input channel (input normalisation), into a dense layer after it;
+    two elementwise maps; two dense layers only when the product is no larger; repeated ReLUs.
+    """
+    out: list[Layer] = []
+    for layer in layers:
+        while out:
+            merged = _merge_pair(out[-1], layer)
+            if merged is None:
+                break
+            out.pop()
+            layer = merged
+        out.append(layer)
+    return out
+
+
+def _merge_pair(first: Layer, second: Layer) -> Layer | None:
+    if isinstance(first, ReLU) and isinstance(second, ReLU):
+        return first
+    if not isinstance(first, Affine) or not isinstance(second, Affine):
+        return None
+    if isinstance(second, Elementwise):
+        shift = second.scale * first.bias + second.bias
+        if isinstance(first, Elementwise):
+            return Elementwise(first.scale * second.scale, shift)
+        if isinstance(first, Dense):
+            return Dense(second.scale[:, None] * first.weight, shift)
+        if isinstance(first, Conv):
+            per_channel = second.scale.reshape(first.out_shape[0], -1)
+            if bool((per_channel == per_channel[:, :1]).all()):
+                weight = first.weight * per_channel[:, 0, None, None, None]
+                return Conv(
+                    weight,
+                    shift,
+                    first.in_shape,
+                    first.stride,
+                    first.padding,
+                    first.dilation,
+                    first.groups,
+                )
+        return None
+    if isinstance(second, Dense) and isinstance(first, Elementwise):
+        return Dense(second.weight * first.scale[None, :], second.forward(first.bias[None])[0])
+    if isinstance(second, Dense) and isinstance(first, Dense):
+        if second.out_features * first.in_features <= first.weight.numel() + second.weight.numel():
+            return Dense(second.weight @ first.weight, second.forward(first.bias[None])[0])
+        return None
+    if isinstance(second, Conv) and isinstance(first, Elementwise):
+        per_channel = first.scale.reshape(second.in_shape[0], -1)
+        if not bool((per_channel == per_channel[:, :1]).all()):
+            return None
+        groups, out_channels = second.groups, second.weight.shape[0]
+        factors = per_channel[:, 0].reshape(groups, -1)
+        factors = factors[torch.arange(out_channels) // (out_channels // groups)]
+        return Conv(
+            second.weight * factors[:, :, None, None],
+            second.forward(first.bias[None])[0],
+            second.in_shape,
+            second.stride,
+            second.padding,
+            second.dilation,
+            groups,
+        )
+    return None
