@@ -12,6 +12,13 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config):
+    """One torch thread per test process: the suite runs as ``pytest -n 2`` on CI's 2 cores,
+    and small tensor ops on an oversubscribed machine run far slower with 2 threads each.
+    ``ADVML_TEST_THREADS`` overrides it."""
+    torch.set_num_threads(int(os.environ.get("ADVML_TEST_THREADS", "1")))
+
+
 def shared_data_root() -> Path | None:
     env = os.environ.get("ADVML_DATA")
     candidates = [Path(env)] if env else []

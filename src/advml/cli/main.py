@@ -17,7 +17,15 @@ from advml import __version__
 from advml.errors import UserError
 
 #: Modules of :mod:`advml.cli` that contribute subcommands, in help order.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("demo", "train", "attack", "evaluate", "data")
+SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "demo",
+    "train",
+    "attack",
+    "evaluate",
+    "verify",
+    "certify",
+    "data",
+)
 
 
 class _Parser(argparse.ArgumentParser):

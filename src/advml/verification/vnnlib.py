@@ -44,6 +44,7 @@ import torch
 
 from advml.errors import FormatError, UserError
 from advml.runs import atomic_write_bytes
+from advml.verification.result import VerificationResult
 from advml.verification.spec import Conjunction, Property
 
 #: Most DNF terms a specification may expand to.
@@ -367,17 +368,34 @@ def _values(tensor: torch.Tensor | Sequence[float], what: str) -> list[float]:
     return values
 
 
+def format_counterexample(
+    x: torch.Tensor | Sequence[float], y: torch.Tensor | Sequence[float]
+) -> str:
+    """``x`` and ``y`` (any shape; flattened) in VNN-COMP's counterexample format."""
+    lines = ["("]
+    lines += [f"(X_{i} {v!r})" for i, v in enumerate(_values(x, "x"))]
+    lines += [f"(Y_{j} {v!r})" for j, v in enumerate(_values(y, "y"))]
+    lines.append(")")
+    return "\n".join(lines) + "\n"
+
+
 def write_counterexample(
     path: str | os.PathLike[str],
     x: torch.Tensor | Sequence[float],
     y: torch.Tensor | Sequence[float],
 ) -> None:
     """Write ``x`` and ``y`` (any shape; flattened) in VNN-COMP's counterexample format."""
-    lines = ["("]
-    lines += [f"(X_{i} {v!r})" for i, v in enumerate(_values(x, "x"))]
-    lines += [f"(Y_{j} {v!r})" for j, v in enumerate(_values(y, "y"))]
-    lines.append(")")
-    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+    atomic_write_bytes(path, format_counterexample(x, y).encode())
+
+
+def write_result(path: str | os.PathLike[str], result: VerificationResult) -> None:
+    """VNN-COMP's result file: ``unsat``, ``timeout``, ``unknown``, or ``sat`` followed by the
+    counterexample (the format of VNN-COMP 2022 onwards; :func:`read_counterexample` reads it).
+    """
+    text = result.vnncomp + "\n"
+    if result.counterexample is not None:
+        text += format_counterexample(*result.counterexample)
+    atomic_write_bytes(path, text.encode())
 
 
 def read_counterexample(path: str | os.PathLike[str]) -> tuple[torch.Tensor, torch.Tensor]:
