@@ -254,10 +254,10 @@ def test_unwritable_targets_are_user_errors(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
-def test_zoo_prefix_is_a_clear_seam():
-    with pytest.raises(UserError, match="zoo not available yet: zoo:mnist-cnn"):
+def test_unknown_zoo_names_list_the_available_ones():
+    with pytest.raises(UserError, match=r"unknown zoo model 'mnist-cnn'; available: .*digits"):
         load("zoo:mnist-cnn")
-    with pytest.raises(UserError, match="zoo not available yet"):
+    with pytest.raises(UserError, match="unknown zoo model"):
         read_card("zoo:mnist-cnn")
 
 

@@ -54,6 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from advml.data import info, load
     from advml.evaluation import evaluate
     from advml.evaluation.figures import adversarial_examples_figure, robustness_curve
@@ -84,7 +86,11 @@ def run(args: argparse.Namespace) -> int:
     reports, models = {}, {}
     for label, recipe in contenders.items():
         print(f"training {label}: {args.arch} on digits, {config.epochs} epochs")
-        model = build(args.arch, meta.input_shape, meta.num_classes, mean=meta.mean, std=meta.std)
+        with torch.random.fork_rng(devices=[]):  # the initial weights follow --seed
+            torch.manual_seed(args.seed)
+            model = build(
+                args.arch, meta.input_shape, meta.num_classes, mean=meta.mean, std=meta.std
+            )
         slug = "standard" if recipe.name == "standard" else "pgd-at"
         Trainer(model, recipe, config, out_dir=folder.path / slug).fit(
             train, test, val_name="test", card={"dataset": "digits", "command": command_line(args)}

@@ -25,6 +25,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "verify",
     "certify",
     "data",
+    "zoo",
 )
 
 

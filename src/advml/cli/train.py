@@ -174,7 +174,9 @@ def run(args: argparse.Namespace) -> int:
     test = load_split(args, "test")
     mean, std = normalization_for(args.dataset, train[0])
     num_classes = int(max(train[1].max(), test[1].max()).item()) + 1
-    model = build(args.arch, tuple(train[0].shape[1:]), num_classes, mean=mean, std=std)
+    with torch.random.fork_rng(devices=[]):  # the initial weights follow --seed
+        torch.manual_seed(args.seed)
+        model = build(args.arch, tuple(train[0].shape[1:]), num_classes, mean=mean, std=std)
     settings = recipe_settings(args)
     if args.labeled is not None:
         if args.recipe not in SEMI_SUPERVISED:

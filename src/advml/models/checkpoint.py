@@ -70,15 +70,14 @@ _MAX_CARD_BYTES = 16 << 20
 
 
 def _resolve_zoo(name: str) -> tuple[Path, Path]:
-    """``zoo:NAME`` -> ``(weights, card)`` of a published checkpoint.
+    """``zoo:NAME`` -> ``(weights, card)`` of a published checkpoint in :mod:`advml.zoo`.
 
-    The seam for the model zoo: it will look ``NAME`` up in the packaged zoo index (and its
-    download cache). Until that lands every zoo name is refused.
+    Raises:
+        UserError: ``NAME`` is not in the zoo; the message lists the available names.
     """
-    raise UserError(
-        f"zoo not available yet: {ZOO_PREFIX}{name}; load a checkpoint from a path "
-        "(a .safetensors file, its .json card, or a directory holding model.safetensors)"
-    )
+    from advml.zoo import resolve
+
+    return resolve(name)
 
 
 def _as_path(path: str | os.PathLike[str]) -> Path:
