@@ -4,17 +4,24 @@
   torch (:func:`from_torch`), ONNX (:func:`read_onnx`) or NNet (:func:`read_nnet`).
 - Specifications (:mod:`~advml.verification.spec`): input boxes and unsafe output regions,
   from VNN-LIB (:func:`read_vnnlib`) or local robustness (:func:`robustness_property`).
-- Interval bound propagation on torch modules (:mod:`~advml.verification.ibp`), shared with
-  certified training.
-- Randomized smoothing (:mod:`~advml.verification.smoothing`, Cohen et al. 2019).
+- Bounds: interval bound propagation on torch modules (:mod:`~advml.verification.ibp`, shared
+  with certified training); IBP, CROWN and α-CROWN on the internal form (:func:`bounds`).
+- The complete verifier (:func:`verify`: branch-and-bound) and the exact MILP reference
+  (:func:`verify_exact`, :func:`exact_bounds`).
+- Certification of classifiers (:func:`certify_samples`: certified next to attacked) and
+  randomized smoothing (:mod:`~advml.verification.smoothing`, Cohen et al. 2019).
 """
 
+from advml.verification.bab import verify
+from advml.verification.certification import CertificationReport, certify_samples
+from advml.verification.crown import bounds
 from advml.verification.ibp import (
     UnsupportedLayer,
     interval_bounds,
     margin_lower_bounds,
     verified_robust,
 )
+from advml.verification.milp import exact_bounds, solve_conjunction, verify_exact
 from advml.verification.network import (
     Conv,
     Dense,
@@ -38,6 +45,7 @@ from advml.verification.spec import Conjunction, Property, robustness_property
 from advml.verification.vnnlib import read_counterexample, read_vnnlib, write_counterexample
 
 __all__ = [
+    "CertificationReport",
     "Conjunction",
     "Conv",
     "Dense",
@@ -50,9 +58,12 @@ __all__ = [
     "UnsupportedLayer",
     "UnsupportedOperator",
     "VerificationResult",
+    "bounds",
     "certified_accuracy",
     "certify",
+    "certify_samples",
     "clopper_pearson_lower",
+    "exact_bounds",
     "from_torch",
     "interval_bounds",
     "margin_lower_bounds",
@@ -63,6 +74,9 @@ __all__ = [
     "read_onnx",
     "read_vnnlib",
     "robustness_property",
+    "solve_conjunction",
     "verified_robust",
+    "verify",
+    "verify_exact",
     "write_counterexample",
 ]
