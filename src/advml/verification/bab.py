@@ -474,6 +474,10 @@ def _relu_count(network: Network) -> int:
     return sum(isinstance(layer, ReLU) for layer in network.layers)
 
 
+#: Largest ``batch × width²`` of one CROWN call during ReLU splitting (about 128 MB in float64).
+RELU_SPLIT_ENTRIES = 2**24
+
+
 def _relu_widths(network: Network) -> list[int]:
     widths, width = [], network.n_inputs
     for layer in network.layers:
@@ -1091,6 +1095,11 @@ def verify(
         method = "input-split" if net.n_inputs <= INPUT_SPLIT_MAX_INPUTS else "relu-split"
     if method == "relu-split" and _relu_count(net) == 0:
         method = "input-split"
+    if method == "relu-split":
+        # CROWN's intermediate bounds hold (batch, width, width) matrices: keep one call's
+        # memory (and time) bounded on wide layers so the timeout is checked often enough.
+        widest = max(_relu_widths(net))
+        batch_size = max(1, min(batch_size, RELU_SPLIT_ENTRIES // (widest * widest)))
     specs = [_Spec.of(prop, torch.float64, net.device) for prop in props]
     with progress_bar(
         max(1, math.ceil(timeout)) if math.isfinite(timeout) else 0,
