@@ -14,14 +14,6 @@ from advml.training import TrainConfig, Trainer, get_recipe
 EPS = 0.1
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def digits():
     return load("digits", "train"), load("digits", "test")

@@ -11,14 +11,6 @@ from advml.errors import UserError
 from advml.training import TrainConfig, Trainer, get_recipe
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def mlp():
     torch.manual_seed(0)
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))

@@ -14,15 +14,6 @@ from advml.verification.network import Dense, Network, ReLU, from_torch
 from advml.verification.spec import Conjunction, Property, robustness_property
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors on a shared machine: a second intra-op thread only waits for a core."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _confirmed(network: Network, prop: Property, result) -> bool:
     """The counterexample lies in the box and a float64 forward pass puts it in the region."""
     x, y = result.counterexample

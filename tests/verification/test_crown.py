@@ -17,15 +17,6 @@ from advml.verification.network import Dense, Elementwise, Network, ReLU, from_t
 N_SAMPLES = 10_000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: on a shared machine, intra-op threads cost more than they save."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def random_network(seed: int, kind: str, dtype: torch.dtype) -> Network:
     """MLPs of 1–4 hidden layers (widths 2–30), a small conv net, or an MLP with
     elementwise maps (normalization, folded batch norm) in several places."""

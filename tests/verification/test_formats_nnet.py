@@ -16,14 +16,6 @@ from advml.verification.nnet import parse_nnet, read_nnet
 from advml.verification.onnx_import import read_onnx
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def nnet_lines(sizes=(3, 4, 5, 2), seed=0) -> tuple[list[str], dict]:
     """An NNet file as a list of lines (two comment lines first) and the values written."""
     rng = np.random.default_rng(seed)

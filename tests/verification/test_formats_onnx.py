@@ -18,15 +18,6 @@ from advml.verification.network import Conv, Dense, ReLU, UnsupportedOperator
 from advml.verification.onnx_import import read_onnx
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Many tiny matrix products: one thread is far faster on a shared machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def save(path: Path, nodes, inits: dict, in_shape, opset: int = 13) -> Path:
     """Write a one-input (``x``), one-output (``y``) ONNX model; floats stored as float32."""
     tensors = [

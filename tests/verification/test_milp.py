@@ -17,15 +17,6 @@ from advml.verification.spec import Conjunction, Property, robustness_property
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: on a shared machine, intra-op threads cost more than they save."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def mlp(seed: int, widths: list[int], n_in: int, n_out: int, elementwise: bool = False) -> Network:
     gen = torch.Generator().manual_seed(seed)
     layers: list = []

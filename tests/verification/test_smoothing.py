@@ -22,15 +22,6 @@ from advml.verification.smoothing import (
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # The keyed RNG is many small int64 ops: one thread is far faster on a shared machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class Constant(nn.Module):
     """Always class ``label`` out of ``classes``."""
 
