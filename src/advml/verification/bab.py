@@ -108,13 +108,11 @@ MILP_FREE_NEURONS = 20
 #: ``method="auto"`` splits inputs up to this many input dimensions, ReLUs above.
 INPUT_SPLIT_MAX_INPUTS = 10
 
-# Input splitting: "sb" (see _branch_dimension) or "naive" (widest side, relative to the root).
-_BRANCHING = "sb"
+# Exponent of the width term in _branch_dimension's score.
 _GAMMA = 0.5
-# α-CROWN in input splitting: "always" (every batch, _ALPHA_STEPS steps), "retry" (on the
-# boxes CROWN leaves open) or "root". On ACAS Xu 5 steps every batch cost about twice a CROWN
-# bound and save 0-90 % of the boxes (prop 5 on net 1_1: 2.5k instead of 19k); "retry" lost.
-_ALPHA = "always"
+# α-CROWN steps per batch in input splitting (20 at the root). On ACAS Xu 5 steps every batch
+# cost about twice a CROWN bound and save 0-90 % of the boxes (prop 5 on net 1_1: 2.5k instead
+# of 19k); CROWN first with α-CROWN only on the boxes it left open did worse.
 _ALPHA_STEPS = 5
 # Input splitting finishes a box with at most this many unstable neurons by the MILP (an LP).
 _INPUT_MILP_UNSTABLE = 0
@@ -838,10 +836,11 @@ def _input_split(run: _Run, spec: _Spec) -> str:
         run.attack_round(spec)
         batch = queue.pop(run.batch_size)
         lower, upper, logits = batch["lower"], batch["upper"], batch["logits"]
-        method = "alpha-crown" if first or _ALPHA == "always" else "crown"
         steps = 20 if first else _ALPHA_STEPS
         first = False
-        margin, intermediate = run.bound(spec, lower, upper, method=method, alpha_steps=steps)
+        margin, intermediate = run.bound(
+            spec, lower, upper, method="alpha-crown", alpha_steps=steps
+        )
         assert intermediate is not None
         linear = _linear_bounds(run.net, spec, intermediate, lower.shape[0])
         open_conj, best_x, logits = _settled_conjunctions(
@@ -850,15 +849,6 @@ def _input_split(run: _Run, spec: _Spec) -> str:
         keep = open_conj.any(1)
         if not bool(keep.any()):
             continue
-        if _ALPHA == "retry" and method == "crown":
-            again, _ = run.bound(
-                spec, lower[keep], upper[keep], method="alpha-crown", alpha_steps=_ALPHA_STEPS
-            )
-            margin[keep] = torch.maximum(margin[keep], again)
-            open_conj[keep] &= spec.open_conjunctions(again)
-            keep = open_conj.any(1)
-            if not bool(keep.any()):
-                continue
         lower, upper, margin, open_conj = lower[keep], upper[keep], margin[keep], open_conj[keep]
         logits, best_x, linear = logits[keep], best_x[keep], linear.select(keep)
         intermediate = [(lo[keep], hi[keep]) for lo, hi in intermediate]
@@ -888,10 +878,7 @@ def _input_split(run: _Run, spec: _Spec) -> str:
         lower, upper, margin, open_conj = (t[split] for t in (lower, upper, margin, open_conj))
         logits, linear, promise = logits[split], linear.select(split), promise[split]
         open_rows = open_conj[:, spec.row_conj]
-        if _BRANCHING == "naive":
-            dim = ((upper - lower) / root_span).argmax(1)
-        else:
-            dim = _branch_dimension(lower, upper, root_span, open_rows, linear.A)
+        dim = _branch_dimension(lower, upper, root_span, open_rows, linear.A)
         children_l, children_u = _bisect(lower, upper, dim)
         run.count("branches", lower.shape[0])
         # the parent's linear bounds hold on both halves: settle what they can right away

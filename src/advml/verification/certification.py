@@ -148,6 +148,7 @@ def certify_samples(
             ``smoothing`` (Cohen et al. use 100,000 draws; the selection uses 100).
     """
     from advml.attacks.base import frozen_eval
+    from advml.evaluation.clean import predict
 
     if method not in METHODS:
         raise UserError(f"certify: unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -161,8 +162,8 @@ def certify_samples(
         raise UserError(f"certify: eps must be >= 0, got {eps}")
     seconds: dict[str, float] = {}
     notes: list[str] = []
-    with frozen_eval(model), torch.no_grad():
-        logits = torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+    with torch.no_grad():
+        logits = predict(model, x, batch_size=batch_size)
     correct = logits.argmax(1) == y
     n_classes = logits.shape[1]
     status = torch.full((x.shape[0],), STATUSES.index("unknown"), dtype=torch.long)
