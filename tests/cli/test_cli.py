@@ -146,6 +146,14 @@ def test_attack_saves_the_adversarial_set(trained_run, tmp_path, capsys):
         (["train", "--dataset", "digits", "--epochs", "0", "--out", "{tmp}/r"], "positive"),
         (["train", "--dataset", "digits", "--recipe", "nope", "--out", "{tmp}/r"], "nope"),
         (["train", "--dataset", "digits", "--eps", "0.1", "--out", "{tmp}/r"], "--recipe pgd"),
+        (
+            ["train", "--dataset", "digits", "--eps-warmup", "0.2", "--out", "{tmp}/r"],
+            "--recipe pgd",
+        ),
+        (
+            ["train", "--recipe", "pgd", "--eps-warmup", "1.5", "--out", "{tmp}/r"],
+            "eps_warmup",
+        ),
         (["train", "--dataset", "digits", "--lr", "-1", "--out", "{tmp}/r"], "must be > 0"),
         (["train", "--dataset", "mnist", "--data-dir", "{tmp}/empty", "--out", "{tmp}/r"], "mnist"),
         (["train", "--dataset", "digits", "--out", "{tmp}/r", "--resume"], "no checkpoint"),
@@ -236,6 +244,9 @@ def test_adversarial_training_keeps_the_best_robust_epoch(tmp_path, capsys):
         "3",
         "--robust-val",
         "100",
+        "--eps-warmup",
+        "0.3",
+        "--no-normalize",
         "--out",
         str(out),
         "--device",
@@ -247,6 +258,8 @@ def test_adversarial_training_keeps_the_best_robust_epoch(tmp_path, capsys):
     best_epoch = max(rows, key=lambda row: row["robust_val_acc"])["epoch"]
     best = load_model(out / "best.safetensors")
     assert best.advml_card["epochs_trained"] == best_epoch
+    assert best.advml_card["recipe_settings"]["eps_warmup"] == 0.3
+    assert not any(type(m).__name__ == "Normalize" for m in best.modules())  # --no-normalize
     assert "best robust validation accuracy" in stdout
     config = json.loads((out / "config.json").read_text())
     assert config["settings"]["recipe"] == "pgd"

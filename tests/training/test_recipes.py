@@ -52,6 +52,7 @@ def standard_robustness(digits):
         ("trades", {"eps": EPS, "steps": 5}),
         ("mart", {"eps": EPS, "steps": 5}),
         ("free", {"eps": EPS, "replays": 4}),
+        ("pgd", {"eps": EPS, "steps": 5, "eps_warmup": 0.3}),
     ],
 )
 def test_recipe_raises_robust_accuracy_over_standard(name, settings, digits, standard_robustness):
@@ -84,6 +85,8 @@ def test_degenerate_settings_equal_standard_training(name, settings, digits):
         ("trades", {"beta": -1.0}, "beta"),
         ("fgsm-rs", {"steps": 3}, "one gradient step"),
         ("pgd", {"threat": "l7"}, "l7"),
+        ("trades", {"eps_warmup": 1.0}, "eps_warmup"),
+        ("free", {"eps_warmup": -0.1}, "eps_warmup"),
     ],
 )
 def test_bad_recipe_settings_are_user_errors(name, settings, message):
@@ -92,7 +95,12 @@ def test_bad_recipe_settings_are_user_errors(name, settings, message):
 
 
 @pytest.mark.parametrize(
-    ("name", "settings"), [("pgd", {"eps": EPS, "steps": 3}), ("free", {"eps": EPS, "replays": 2})]
+    ("name", "settings"),
+    [
+        ("pgd", {"eps": EPS, "steps": 3}),
+        ("free", {"eps": EPS, "replays": 2}),
+        ("trades", {"eps": EPS, "steps": 2, "eps_warmup": 0.75}),
+    ],
 )
 def test_adversarial_training_resumes_exactly(tmp_path, digits, name, settings):
     class Stop(Exception):
@@ -119,6 +127,53 @@ def test_adversarial_training_resumes_exactly(tmp_path, digits, name, settings):
     )
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+def _step(progress):
+    from advml.training.recipe import StepInfo
+
+    return StepInfo(
+        module=mlp().eval(),
+        epoch=1,
+        step=0,
+        progress=progress,
+        generator=torch.Generator().manual_seed(0),
+        seed=7,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "settings"),
+    [
+        ("pgd", {"steps": 3}),
+        ("fgsm-rs", {}),
+        ("trades", {"steps": 3}),
+        ("mart", {"steps": 3}),
+        ("pgd", {"steps": 3, "step_size": 0.05}),
+    ],
+)
+def test_eps_warmup_ramps_the_budget_of_the_inner_maximizer(name, settings, digits):
+    recipe = get_recipe(name, eps=0.3, eps_warmup=0.5, **settings)
+    x, y = digits[0][0][:64], digits[0][1][:64]
+    assert recipe.eps_factor(_step(0.0)) == 0.0
+    assert torch.equal(recipe.adversarial_batch(x, y, _step(0.0)), x)  # ε = 0: the clean batch
+    assert recipe.eps_factor(_step(0.25)) == pytest.approx(0.5)
+    assert recipe.eps_factor(_step(0.5)) == 1.0 and recipe.eps_factor(_step(0.9)) == 1.0
+    for progress, eps_t in ((0.1, 0.06), (0.25, 0.15), (0.75, 0.3)):
+        step = _step(progress)
+        assert recipe.threat_at(step).eps == pytest.approx(eps_t)
+        delta = (recipe.adversarial_batch(x, y, step) - x).abs().flatten(1).amax(1)
+        assert (delta <= eps_t + 1e-6).all(), (progress, delta.max())
+        # the inner maximizer uses the budget it is given: not stuck at 0, not the full eps
+        assert delta.max() > 0.5 * eps_t, (progress, delta.max())
+
+
+def test_eps_warmup_zero_is_the_recipe_without_warmup(digits):
+    x, y = digits[0][0][:64], digits[0][1][:64]
+    step = _step(0.01)
+    plain = get_recipe("pgd", eps=EPS, steps=3).adversarial_batch(x, y, step)
+    ramped = get_recipe("pgd", eps=EPS, steps=3, eps_warmup=0.0).adversarial_batch(x, y, step)
+    assert torch.equal(plain, ramped)
 
 
 def test_ibp_training_lowers_the_verified_error(digits):

@@ -53,6 +53,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="inner-maximizer iterations of adversarial recipes",
     )
+    parser.add_argument(
+        "--no-normalize",
+        action="store_true",
+        help="no Normalize layer: the network sees [0, 1] pixels, as in papers whose models "
+        "take raw pixels (e.g. Wong et al. 2020's MNIST network)",
+    )
+    parser.add_argument(
+        "--eps-warmup",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help="adversarial recipes: ramp eps linearly from 0 over this fraction of training "
+        "(e.g. 0.2; default 0, full eps from the first step)",
+    )
     parser.add_argument("--epochs", type=positive_int, default=1)
     parser.add_argument(
         "--batch-size",
@@ -147,10 +161,11 @@ def hold_out_robust_validation(train, recipe, args: argparse.Namespace):
 def recipe_settings(args: argparse.Namespace) -> dict[str, object]:
     """Settings for adversarial recipes, only those the user gave."""
     if args.recipe == "standard":
-        if args.eps is not None or args.attack_steps is not None or args.threat is not None:
+        given = (args.eps, args.attack_steps, args.threat, args.eps_warmup)
+        if any(value is not None for value in given):
             raise UserError(
-                "--threat, --eps and --attack-steps apply to adversarial recipes; "
-                "add e.g. --recipe pgd"
+                "--threat, --eps, --attack-steps and --eps-warmup apply to adversarial "
+                "recipes; add e.g. --recipe pgd"
             )
         return {}
     settings: dict[str, object] = {}
@@ -160,6 +175,8 @@ def recipe_settings(args: argparse.Namespace) -> dict[str, object]:
         settings["eps"] = args.eps
     if args.attack_steps is not None:
         settings["steps"] = args.attack_steps
+    if args.eps_warmup is not None:
+        settings["eps_warmup"] = args.eps_warmup
     return settings
 
 
@@ -172,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
     folder = out_dir(args.out)
     train = load_split(args, "train", args.n_train)
     test = load_split(args, "test")
-    mean, std = normalization_for(args.dataset, train[0])
+    mean, std = (None, None) if args.no_normalize else normalization_for(args.dataset, train[0])
     num_classes = int(max(train[1].max(), test[1].max()).item()) + 1
     with torch.random.fork_rng(devices=[]):  # the initial weights follow --seed
         torch.manual_seed(args.seed)

@@ -7,6 +7,13 @@ The inner maximization is approximately solved by an attack from :mod:`advml.att
 default, run on the unwrapped model in eval mode so batch-norm statistics are not polluted by
 adversarial batches); the outer minimization is the trainer's optimizer step on the
 cross-entropy of the adversarial batch.
+
+**ε warm-up.** Every recipe here takes ``eps_warmup``, a fraction of training over which the
+budget ramps linearly from 0 to ``eps`` (a pure function of progress, so resume stays exact);
+the attack's step size scales with it. From ε = 0.3 at the first step, PGD training of a fresh
+MNIST CNN can stay at chance (the adversary wins before the network has learned anything);
+Gowal et al. 2018 ramp ε for the same reason. During the warm-up a batch with ε = 0 is the
+clean batch.
 """
 
 from __future__ import annotations
@@ -19,10 +26,38 @@ from torch import nn
 
 from advml.errors import UserError
 from advml.training.recipe import Recipe, StepInfo, register_recipe
+from advml.training.schedules import ramp
+
+
+def check_warmup(eps_warmup: float) -> float:
+    """A valid ``eps_warmup`` fraction in [0, 1), else a UserError."""
+    if not 0.0 <= eps_warmup < 1.0:
+        raise UserError(f"eps_warmup is a fraction of training in [0, 1), got {eps_warmup}")
+    return float(eps_warmup)
+
+
+class EpsWarmup:
+    """ε of an adversarial recipe at a training step: ``eps * ramp(progress, 0, eps_warmup)``.
+
+    Subclasses set ``eps``, ``eps_warmup`` and ``threat`` (the threat model at full ε).
+    """
+
+    eps: float
+    eps_warmup: float = 0.0
+    threat: Any
+
+    def eps_factor(self, step: StepInfo) -> float:
+        """Fraction of the full budget at this step (1 once the warm-up is over)."""
+        return ramp(step.progress, 0.0, self.eps_warmup) if self.eps_warmup > 0 else 1.0
+
+    def threat_at(self, step: StepInfo) -> Any:
+        """The threat model with this step's budget (the full one after the warm-up)."""
+        factor = self.eps_factor(step)
+        return self.threat if factor == 1.0 else self.threat.with_eps(self.eps * factor)
 
 
 @register_recipe("pgd")
-class PGDTraining(Recipe):
+class PGDTraining(EpsWarmup, Recipe):
     """PGD adversarial training (Madry et al. 2018).
 
     Args:
@@ -31,6 +66,7 @@ class PGDTraining(Recipe):
         attack: registry name of the inner maximizer (default ``pgd``).
         steps: attack iterations (Madry et al. use 40 on MNIST, 7 on CIFAR-10).
         step_size: attack step; default ``2.5 * eps / steps``.
+        eps_warmup: fraction of training over which ε ramps linearly from 0 (default 0).
     """
 
     def __init__(
@@ -40,26 +76,31 @@ class PGDTraining(Recipe):
         attack: str = "pgd",
         steps: int = 10,
         step_size: float | None = None,
+        eps_warmup: float = 0.0,
     ) -> None:
         if not eps > 0:
             raise UserError(f"adversarial training needs eps > 0, got {eps}")
         self.threat_name, self.eps, self.attack_name = threat, float(eps), attack
         self.steps, self.step_size = int(steps), step_size
+        self.eps_warmup = check_warmup(eps_warmup)
         from advml import attacks, threats
 
         self.threat = threats.make(threat, eps)
 
         self.attack = attacks.get(attack)
 
+    def step_size_at(self, step: StepInfo) -> float:
+        """The attack step at this step's ε (the default or given step size, scaled)."""
+        full = self.step_size if self.step_size is not None else 2.5 * self.eps / self.steps
+        return full * self.eps_factor(step)
+
     def adversarial_batch(self, x: torch.Tensor, y: torch.Tensor, step: StepInfo) -> torch.Tensor:
-        kwargs: dict[str, Any] = {
-            "steps": self.steps,
-            "seed": step.seed,
-            "early_stop": False,
-        }
-        if self.step_size is not None:
-            kwargs["step_size"] = self.step_size
-        return self.attack(step.module, x, y, self.threat, **kwargs).x_adv.detach()
+        if self.eps_factor(step) == 0.0:
+            return x
+        kwargs: dict[str, Any] = {"steps": self.steps, "seed": step.seed, "early_stop": False}
+        if self.step_size is not None:  # else the attack's default, relative to this step's ε
+            kwargs["step_size"] = self.step_size_at(step)
+        return self.attack(step.module, x, y, self.threat_at(step), **kwargs).x_adv.detach()
 
     def loss(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: StepInfo
@@ -76,11 +117,12 @@ class PGDTraining(Recipe):
             "attack": self.attack_name,
             "steps": self.steps,
             "step_size": self.step_size,
+            "eps_warmup": self.eps_warmup,
         }
 
 
 @register_recipe("fgsm")
-class FGSMMixture(Recipe):
+class FGSMMixture(EpsWarmup, Recipe):
     r"""FGSM adversarial training (Goodfellow, Shlens & Szegedy 2015, §6, eq. 2):
 
     .. math::  \tilde J(\theta, x, y) = \alpha J(\theta, x, y)
@@ -89,7 +131,9 @@ class FGSMMixture(Recipe):
     The paper uses α = 0.5 and ε = 0.25 on MNIST. α = 1 is standard training.
     """
 
-    def __init__(self, threat: str = "linf", eps: float = 0.25, alpha: float = 0.5) -> None:
+    def __init__(
+        self, threat: str = "linf", eps: float = 0.25, alpha: float = 0.5, eps_warmup: float = 0.0
+    ) -> None:
         if not 0.0 <= alpha <= 1.0:
             raise UserError(f"fgsm recipe: alpha must be in [0, 1], got {alpha}")
         if not eps > 0:
@@ -97,6 +141,7 @@ class FGSMMixture(Recipe):
         from advml import attacks, threats
 
         self.threat_name, self.eps, self.alpha = threat, float(eps), float(alpha)
+        self.eps_warmup = check_warmup(eps_warmup)
         self.threat = threats.make(threat, eps)
         self.attack = attacks.get("fgm")
 
@@ -109,10 +154,10 @@ class FGSMMixture(Recipe):
             "clean_loss": clean.item(),
             "acc": (clean_logits.argmax(1) == y).float().mean().item(),
         }
-        if self.alpha == 1.0:
+        if self.alpha == 1.0 or self.eps_factor(step) == 0.0:
             return clean, {"loss": clean.item(), **metrics}
         x_adv = self.attack(
-            step.module, x, y, self.threat, early_stop=False, seed=step.seed
+            step.module, x, y, self.threat_at(step), early_stop=False, seed=step.seed
         ).x_adv.detach()
         adv_logits = model(x_adv)
         adversarial = F.cross_entropy(adv_logits, y)
@@ -121,7 +166,12 @@ class FGSMMixture(Recipe):
         return loss, {"loss": loss.item(), **metrics}
 
     def settings(self) -> dict[str, Any]:
-        return {"threat": self.threat_name, "eps": self.eps, "alpha": self.alpha}
+        return {
+            "threat": self.threat_name,
+            "eps": self.eps,
+            "alpha": self.alpha,
+            "eps_warmup": self.eps_warmup,
+        }
 
 
 @register_recipe("fgsm-rs")
@@ -137,7 +187,12 @@ class FGSMRandomStart(PGDTraining):
     """
 
     def __init__(
-        self, threat: str = "linf", eps: float = 0.3, step_size: float | None = None, steps: int = 1
+        self,
+        threat: str = "linf",
+        eps: float = 0.3,
+        step_size: float | None = None,
+        steps: int = 1,
+        eps_warmup: float = 0.0,
     ) -> None:
         if steps != 1:
             raise UserError("fgsm-rs takes exactly one gradient step; drop --attack-steps")
@@ -147,17 +202,20 @@ class FGSMRandomStart(PGDTraining):
             attack="fgsm",
             steps=1,
             step_size=step_size if step_size is not None else 1.25 * eps,
+            eps_warmup=eps_warmup,
         )
 
     def adversarial_batch(self, x: torch.Tensor, y: torch.Tensor, step: StepInfo) -> torch.Tensor:
+        if self.eps_factor(step) == 0.0:
+            return x
         return self.attack(
             step.module,
             x,
             y,
-            self.threat,
+            self.threat_at(step),
             random_start=True,
             early_stop=False,
-            step_size=self.step_size,
+            step_size=self.step_size_at(step),
             seed=step.seed,
         ).x_adv.detach()
 
@@ -187,8 +245,11 @@ class TRADES(PGDTraining):
         beta: float = 6.0,
         steps: int = 10,
         step_size: float | None = None,
+        eps_warmup: float = 0.0,
     ) -> None:
-        super().__init__(threat=threat, eps=eps, steps=steps, step_size=step_size)
+        super().__init__(
+            threat=threat, eps=eps, steps=steps, step_size=step_size, eps_warmup=eps_warmup
+        )
         if beta < 0:
             raise UserError(f"trades: beta must be >= 0, got {beta}")
         self.beta = float(beta)
@@ -197,19 +258,19 @@ class TRADES(PGDTraining):
         from advml.attacks import frozen_eval
 
         module = step.module
-        alpha = self.step_size if self.step_size is not None else 2.5 * self.eps / self.steps
+        if self.eps_factor(step) == 0.0:
+            return x
+        alpha, threat = self.step_size_at(step), self.threat_at(step)
         with frozen_eval(module):
             with torch.no_grad():
                 log_p_clean = F.log_softmax(module(x), 1)
             noise = torch.randn(x.shape, generator=step.generator, device=x.device, dtype=x.dtype)
-            x_adv = self.threat.project(x + 0.001 * noise, x)
+            x_adv = threat.project(x + 0.001 * noise, x)
             for _ in range(self.steps):
                 x_adv.requires_grad_(True)
                 kl = _kl_rows(log_p_clean, module(x_adv)).sum()
                 (grad,) = torch.autograd.grad(kl, x_adv)
-                x_adv = self.threat.project(
-                    x_adv.detach() + alpha * self.threat.ascent_direction(grad), x
-                )
+                x_adv = threat.project(x_adv.detach() + alpha * threat.ascent_direction(grad), x)
         return x_adv.detach()
 
     def loss(
@@ -253,8 +314,11 @@ class MART(PGDTraining):
         lam: float = 5.0,
         steps: int = 10,
         step_size: float | None = None,
+        eps_warmup: float = 0.0,
     ) -> None:
-        super().__init__(threat=threat, eps=eps, steps=steps, step_size=step_size)
+        super().__init__(
+            threat=threat, eps=eps, steps=steps, step_size=step_size, eps_warmup=eps_warmup
+        )
         self.lam = float(lam)
 
     def loss(
@@ -284,7 +348,7 @@ class MART(PGDTraining):
 
 
 @register_recipe("free")
-class FreeAT(Recipe):
+class FreeAT(EpsWarmup, Recipe):
     r"""Free adversarial training (Shafahi et al. 2019, "Adversarial Training for Free!",
     Alg. 1): each minibatch is replayed ``replays`` (m) times; one backward pass gives both the
     parameter gradient (used by the optimizer) and the input gradient, which updates a
@@ -300,7 +364,12 @@ class FreeAT(Recipe):
     """
 
     def __init__(
-        self, threat: str = "linf", eps: float = 0.3, replays: int = 8, steps: int | None = None
+        self,
+        threat: str = "linf",
+        eps: float = 0.3,
+        replays: int = 8,
+        steps: int | None = None,
+        eps_warmup: float = 0.0,
     ) -> None:
         if not eps > 0:
             raise UserError(f"adversarial training needs eps > 0, got {eps}")
@@ -310,9 +379,11 @@ class FreeAT(Recipe):
 
         self.threat_name, self.eps = threat, float(eps)
         self.replays = int(steps if steps is not None else replays)
+        self.eps_warmup = check_warmup(eps_warmup)
         self.threat = threats.make(threat, eps)
         self.delta: torch.Tensor | None = None
         self._x: torch.Tensor | None = None
+        self._threat = self.threat
 
     def loss(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: StepInfo
@@ -320,7 +391,8 @@ class FreeAT(Recipe):
         if self.delta is None or self.delta.shape != x.shape:
             self.delta = torch.zeros_like(x)
         self.delta = self.delta.to(x.device, x.dtype)
-        x_adv = self.threat.project(x + self.delta, x)
+        self._threat = self.threat_at(step)
+        x_adv = self._threat.project(x + self.delta, x)
         self._x = x
         self.delta = (x_adv - x).detach().requires_grad_(True)
         logits = model(x + self.delta)
@@ -330,9 +402,10 @@ class FreeAT(Recipe):
     def after_backward(self) -> None:
         if self.delta is None or self.delta.grad is None or self._x is None:
             return
-        step = self.eps * self.threat.ascent_direction(self.delta.grad)
+        threat = self._threat
+        step = threat.eps * threat.ascent_direction(self.delta.grad)
         x = self._x
-        self.delta = (self.threat.project(x + self.delta.detach() + step, x) - x).detach()
+        self.delta = (threat.project(x + self.delta.detach() + step, x) - x).detach()
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         return {} if self.delta is None else {"delta": self.delta.detach()}
@@ -341,4 +414,9 @@ class FreeAT(Recipe):
         self.delta = tensors.get("delta")
 
     def settings(self) -> dict[str, Any]:
-        return {"threat": self.threat_name, "eps": self.eps, "replays": self.replays}
+        return {
+            "threat": self.threat_name,
+            "eps": self.eps,
+            "replays": self.replays,
+            "eps_warmup": self.eps_warmup,
+        }

@@ -20,6 +20,7 @@ from torch import nn
 
 from advml.errors import UserError
 from advml.training.recipe import Recipe, StepInfo, register_recipe
+from advml.training.schedules import ramp as linear_ramp
 
 
 @register_recipe("ibp")
@@ -58,7 +59,7 @@ class IBPTraining(Recipe):
 
     def schedule(self, progress: float) -> tuple[float, float]:
         """``(eps_t, kappa_t)`` at ``progress`` in [0, 1]."""
-        ramp = min(max((progress - self.warmup) / (self.ramp_end - self.warmup), 0.0), 1.0)
+        ramp = linear_ramp(progress, self.warmup, self.ramp_end)
         return (self.eps * self.eps_train_factor * ramp, 1.0 - (1.0 - self.kappa_final) * ramp)
 
     def loss(

@@ -9,6 +9,9 @@ at step ``s`` of ``S`` recomputes ``lr = base * f(s / S)``.
 - ``step``: 0.1 ** (number of milestones at 50 % and 75 % passed) (He et al. 2016 style).
 - ``cyclic``: linear 0 -> 1 over the first ``2/5`` of training, then 1 -> 0 (the one-cycle
   schedule Wong et al. 2020 use for FGSM-RS; peak at 2/5 of the run).
+
+:func:`ramp` is the linear warm-up of a recipe's own quantities (the ε of adversarial and
+certified training, Gowal et al. 2018's κ), also a pure function of progress.
 """
 
 from __future__ import annotations
@@ -36,6 +39,16 @@ def step(t: float) -> float:
 def cyclic(t: float, peak: float = 0.4) -> float:
     t = min(max(t, 0.0), 1.0)
     return t / peak if t < peak else (1.0 - t) / (1.0 - peak)
+
+
+def ramp(t: float, start: float, end: float) -> float:
+    """Linear warm-up factor: 0 until progress ``start``, 1 from ``end`` on, linear between
+    (``start == end`` is a step at ``start``)."""
+    if t >= end:
+        return 1.0
+    if t <= start:
+        return 0.0
+    return (t - start) / (end - start)
 
 
 SCHEDULES: dict[str, Schedule] = {
