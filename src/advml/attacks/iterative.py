@@ -93,8 +93,9 @@ def run_iterative(
         )
         threat = problem.threat_rows(sid)
         x0 = x[sid]
-        rows_rng = rng.rows(sid, restart_id)
-        current = threat.random_start(x0, rows_rng) if random_start else x0.clone()
+        # the keyed source hashes the inputs on first use: only when a start is drawn
+        start = threat.random_start if random_start else None
+        current = start(x0, rng.rows(sid, restart_id)) if start else x0.clone()
         alpha = view_rows(step[sid], x0)
         velocity = torch.zeros_like(x0) if momentum is not None else None
         for t in range(steps + 1):

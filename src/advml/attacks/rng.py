@@ -78,16 +78,28 @@ class KeyedRNG:
     for a subset of rows, a restart, or a sub-task.
     """
 
-    def __init__(self, keys: Tensor, seed: int, stream: int = 0) -> None:
-        self.keys = keys.to(torch.int64)
+    def __init__(self, keys: Tensor | None, seed: int, stream: int = 0) -> None:
+        self._keys = None if keys is None else keys.to(torch.int64)
+        self._inputs: Tensor | None = None
         self.seed = int(seed)
         self._stream = int(stream)
         self._draw = 0
 
     @classmethod
     def for_inputs(cls, x: Tensor, seed: int) -> KeyedRNG:
-        """A source whose row ``i`` is keyed by the contents of ``x[i]``."""
-        return cls(content_keys(x), seed)
+        """A source whose row ``i`` is keyed by the contents of ``x[i]`` (hashed on first use:
+        an attack that draws nothing, such as FGSM without a random start, pays nothing)."""
+        rng = cls(None, seed)
+        rng._inputs = x.detach()
+        return rng
+
+    @property
+    def keys(self) -> Tensor:
+        """One int64 key per row."""
+        if self._keys is None:
+            assert self._inputs is not None
+            self._keys, self._inputs = content_keys(self._inputs), None
+        return self._keys
 
     def rows(self, index: Tensor, restart: Tensor | int = 0) -> KeyedRNG:
         """A fresh source for rows ``keys[index]``, restart number ``restart`` (int or per row)."""
