@@ -198,3 +198,18 @@ def test_ibp_schedule_ramps_eps_and_kappa():
     eps_mid, kappa_mid = recipe.schedule(0.3)
     assert eps_mid == pytest.approx(0.15) and kappa_mid == pytest.approx(0.75)
     assert recipe.schedule(0.9) == (pytest.approx(0.3), pytest.approx(0.5))
+
+
+def test_fgsm_rs_batch_is_in_the_ball_keyed_per_sample_and_starts_outside_the_box(digits):
+    x, y = digits[0][0][:64], digits[0][1][:64]
+    recipe = get_recipe("fgsm-rs", eps=0.3)
+    step = _step(0.5)
+    x_adv = recipe.adversarial_batch(x, y, step)
+    assert Linf(0.3).contains(x_adv, x).all()
+    # keyed on contents: a sub-batch gets the same rows (DDP shards match one process)
+    assert torch.equal(recipe.adversarial_batch(x[16:40], y[16:40], step), x_adv[16:40])
+    clipped = get_recipe("fgsm-rs", eps=0.3, clip_start=True).adversarial_batch(x, y, step)
+    assert Linf(0.3).contains(clipped, x).all()
+    assert not torch.equal(clipped, x_adv)  # the gradient is taken at another start
+    with pytest.raises(UserError, match="L∞"):
+        get_recipe("fgsm-rs", threat="l2", eps=1.0)
