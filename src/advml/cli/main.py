@@ -26,6 +26,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "certify",
     "data",
     "zoo",
+    "gan",
 )
 
 

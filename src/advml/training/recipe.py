@@ -9,6 +9,13 @@ an inner maximizer in front of the same loss.
 A recipe must compute the training loss through ``model`` (which may be wrapped in
 ``DistributedDataParallel``) and run attacks on ``step.module`` (the unwrapped network), so that
 gradient synchronisation happens once per step.
+
+Games with several learned players (GANs: a generator and a discriminator) declare them with
+:meth:`Recipe.players` — each player a module with its own optimizer settings (Adam betas,
+a learning-rate multiplier for the two time-scale update rule of Heusel et al. 2017) — and run
+their own alternating updates in :meth:`Recipe.train_step`. The default implementations are
+the single-player game: one player ``"model"`` holding every trainable parameter, and one
+``loss -> backward -> step`` per replay.
 """
 
 from __future__ import annotations
@@ -36,6 +43,32 @@ class StepInfo:
     #: per-step seed shared by all ranks; attacks called with ``seed=step.seed`` key their
     #: randomness on each sample's contents, so DDP shards reproduce the single-process batch
     seed: int = 0
+    #: base learning rate of this step after the schedule (players scale it by ``lr_scale``)
+    lr: float = 0.0
+
+
+#: Name of the one player of single-player recipes.
+SINGLE_PLAYER = "model"
+
+
+@dataclass
+class PlayerSpec:
+    """One learned player of a game: the module it owns and how its optimizer is set up.
+
+    The trainer builds one optimizer per player over ``module``'s trainable parameters with
+    the run's optimizer type and weight decay unless overridden here. Its learning rate is
+    ``config.lr * lr_scale * schedule(progress)``, so a schedule applies to every player and
+    ``lr_scale`` realises the two time-scale update rule (TTUR, Heusel et al. 2017: e.g.
+    discriminator 4e-4, generator 1e-4). ``betas`` sets Adam's ``(beta1, beta2)``
+    (e.g. ``(0.0, 0.9)`` for WGAN-GP, ``(0.5, 0.999)`` for DCGAN). Under ``torchrun`` the
+    trainer wraps each player's module in its own ``DistributedDataParallel``.
+    """
+
+    module: nn.Module
+    lr_scale: float = 1.0
+    betas: tuple[float, float] | None = None
+    optimizer: str | None = None
+    weight_decay: float | None = None
 
 
 class Recipe:
@@ -49,6 +82,44 @@ class Recipe:
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: StepInfo
     ) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
+
+    def players(self, module: nn.Module) -> dict[str, PlayerSpec]:
+        """The learned players of the game (called once, before any checkpoint is restored).
+
+        Default: one player ``"model"`` owning ``module`` with the run's optimizer settings.
+        """
+        return {SINGLE_PLAYER: PlayerSpec(module)}
+
+    def train_step(
+        self,
+        nets: dict[str, nn.Module],
+        x: torch.Tensor,
+        y: torch.Tensor,
+        step: StepInfo,
+        optimizers: dict[str, torch.optim.Optimizer],
+    ) -> dict[str, float]:
+        """Update the players on one batch; returns the metrics to average over the epoch.
+
+        ``nets[name]`` is player ``name``'s module, wrapped in ``DistributedDataParallel``
+        under ``torchrun`` (compute each backward through it, once); ``optimizers[name]`` its
+        optimizer, learning rate already set. The default is single-player training:
+        ``replays`` times ``loss -> backward -> after_backward -> step``.
+        """
+        net, optimizer = nets[SINGLE_PLAYER], optimizers[SINGLE_PLAYER]
+        metrics: dict[str, float] = {}
+        for _ in range(self.replays):
+            loss, metrics = self.loss(net, x, y, step)
+            check_finite(loss, step)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.after_backward()
+            optimizer.step()
+        return metrics
+
+    def end_epoch(self, module: nn.Module, epoch: int) -> dict[str, float]:
+        """Called on every process after each epoch; extra metrics for the epoch's row
+        (e.g. a GAN's mode coverage). Default: none."""
+        return {}
 
     def after_backward(self) -> None:
         """Called after each ``loss.backward()``, before the optimizer step (e.g. to read the
@@ -64,6 +135,15 @@ class Recipe:
     def settings(self) -> dict[str, Any]:
         """Hyperparameters recorded in ``config.json`` and the model card."""
         return {}
+
+
+def check_finite(loss: torch.Tensor, step: StepInfo, what: str = "loss") -> None:
+    """Raise a :class:`UserError` when a training loss is NaN or infinite."""
+    if not torch.isfinite(loss):
+        raise UserError(
+            f"training diverged: {what} is {loss.item()} at epoch {step.epoch} "
+            f"step {step.step}; lower the learning rate (now {step.lr:g})"
+        )
 
 
 _RECIPES: dict[str, Callable[..., Recipe]] = {}

@@ -1,9 +1,20 @@
 """The one trainer every advml game runs on.
 
-It owns what is common to all games — epochs, batching, optimizer, learning-rate schedule,
+It owns what is common to all games — epochs, batching, optimizers, learning-rate schedule,
 progress bars, ``metrics.jsonl``, atomic checkpoints each epoch, exact resume, and
 ``DistributedDataParallel`` when started under ``torchrun`` — and delegates the objective of
 each step to a :class:`~advml.training.recipe.Recipe`.
+
+Games with several learned players (a GAN's generator and discriminator) declare them with
+:meth:`Recipe.players <advml.training.recipe.Recipe.players>`: the trainer builds one optimizer
+per player (its own Adam betas and learning-rate multiplier), applies the schedule to every
+one, checkpoints every optimizer's state and the recipe's carried tensors, and lets
+:meth:`Recipe.train_step <advml.training.recipe.Recipe.train_step>` run the players' updates.
+Under ``torchrun`` each player's module gets its *own* ``DistributedDataParallel`` wrapper
+(not one wrapper around the container): a discriminator step back-propagates through the
+discriminator's wrapper only, so its gradients are all-reduced once per backward and the
+generator's are not touched; the generator step goes through the generator's wrapper and uses
+the unwrapped discriminator, so only the generator's gradients are synchronised.
 
 Exactness by construction:
 
@@ -34,7 +45,7 @@ from advml.evaluation.clean import accuracy
 from advml.progress import progress_bar
 from advml.runs import RunFolder
 from advml.runtime import derive_seed, distributed_context, generator, resolve_device
-from advml.training.recipe import Recipe, StandardRecipe, StepInfo
+from advml.training.recipe import PlayerSpec, Recipe, StandardRecipe, StepInfo
 from advml.training.schedules import get_schedule
 from advml.training.state import load_trainer_state, save_trainer_state
 
@@ -123,14 +134,49 @@ class RobustValidation:
         return robust / self.x.shape[0]
 
 
-def make_optimizer(config: TrainConfig, params: Sequence[nn.Parameter]) -> torch.optim.Optimizer:
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(
-            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-        )
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+def make_optimizer(
+    config: TrainConfig, params: Sequence[nn.Parameter], player: PlayerSpec | None = None
+) -> torch.optim.Optimizer:
+    """The optimizer of one player: the run's settings, overridden by the player's own."""
+    kind = (player.optimizer if player else None) or config.optimizer
+    if kind not in OPTIMIZERS:
+        raise UserError(f"unknown optimizer {kind!r}; choose one of {', '.join(OPTIMIZERS)}")
+    decay = config.weight_decay
+    if player is not None and player.weight_decay is not None:
+        decay = player.weight_decay
+    lr = config.lr * (player.lr_scale if player else 1.0)
+    betas = {"betas": tuple(player.betas)} if player and player.betas is not None else {}
+    if kind == "sgd":
+        if betas:
+            raise UserError("Adam betas were given for a player trained with SGD")
+        return torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=decay)
+    if kind == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=decay, **betas)
+    return torch.optim.Adam(params, lr=lr, weight_decay=decay, **betas)
+
+
+def _check_players(model: nn.Module, players: dict[str, PlayerSpec]) -> None:
+    """Every player's parameters belong to ``model`` (so the checkpoint holds them) and no
+    parameter belongs to two players."""
+    if not players:
+        raise UserError("the recipe declared no players to train")
+    owned = {id(p) for p in model.parameters()}
+    seen: dict[int, str] = {}
+    for name, spec in players.items():
+        if not spec.lr_scale > 0:
+            raise UserError(f"player {name!r}: lr_scale must be > 0, got {spec.lr_scale}")
+        params = [p for p in spec.module.parameters() if p.requires_grad]
+        if not params:
+            raise UserError(f"player {name!r} has no trainable parameters")
+        for param in params:
+            if id(param) not in owned:
+                raise UserError(
+                    f"player {name!r} has parameters outside the model given to the trainer; "
+                    "make its module a submodule of the model so checkpoints hold it"
+                )
+            if id(param) in seen:
+                raise UserError(f"players {seen[id(param)]!r} and {name!r} share parameters")
+            seen[id(param)] = name
 
 
 def _check_data(name: str, data: tuple[torch.Tensor, torch.Tensor]) -> None:
@@ -190,12 +236,19 @@ class Trainer:
     def _fit(self, train, val, val_name, resume, card, device, info, robust_val) -> TrainResult:
         cfg = self.config
         model = self.model.to(device)
-        net: nn.Module = model
-        if info.distributed:
-            net = nn.parallel.DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None
+        players = self.recipe.players(model)
+        _check_players(model, players)
+        nets: dict[str, nn.Module] = {}
+        optimizers: dict[str, torch.optim.Optimizer] = {}
+        for name, spec in players.items():
+            nets[name] = spec.module
+            if info.distributed:
+                nets[name] = nn.parallel.DistributedDataParallel(
+                    spec.module, device_ids=[device.index] if device.type == "cuda" else None
+                )
+            optimizers[name] = make_optimizer(
+                cfg, [p for p in spec.module.parameters() if p.requires_grad], spec
             )
-        optimizer = make_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
         state_extra = {
             "config": dataclasses.asdict(cfg),
             "recipe": self.recipe.name,
@@ -205,7 +258,7 @@ class Trainer:
         history: list[dict[str, Any]] = []
         start_epoch = 0
         if resume:
-            start_epoch, history = self._restore(model, optimizer, state_extra)
+            start_epoch, history = self._restore(model, optimizers, state_extra)
         run = RunFolder(self.out_dir) if self.out_dir is not None and info.is_main else None
         if run is not None:
             run.truncate_metrics(start_epoch)
@@ -235,8 +288,9 @@ class Trainer:
             for step in range(steps):
                 global_step = (epoch - 1) * steps + step
                 lr = cfg.lr * schedule(global_step / total_steps)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
+                for name, optimizer in optimizers.items():
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr * players[name].lr_scale
                 index = order[
                     step * batch + info.rank * local : step * batch + (info.rank + 1) * local
                 ]
@@ -249,19 +303,9 @@ class Trainer:
                         derive_seed(cfg.seed, "step", epoch, step, info.rank), device
                     ),
                     seed=derive_seed(cfg.seed, "attack", epoch, step),
+                    lr=lr,
                 )
-                x_batch, y_batch = x[index], y[index]
-                for _ in range(self.recipe.replays):
-                    loss, metrics = self.recipe.loss(net, x_batch, y_batch, step_info)
-                    if not torch.isfinite(loss):
-                        raise UserError(
-                            f"training diverged: loss is {loss.item()} at epoch {epoch} "
-                            f"step {step}; lower the learning rate (now {lr:g})"
-                        )
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    self.recipe.after_backward()
-                    optimizer.step()
+                metrics = self.recipe.train_step(nets, x[index], y[index], step_info, optimizers)
                 for key, value in metrics.items():
                     sums[key] = sums.get(key, 0.0) + float(value)
                 bar.update(1)
@@ -271,6 +315,7 @@ class Trainer:
             bar.close()
             row: dict[str, Any] = {"epoch": epoch, "lr": lr}
             row.update({f"train_{k}": v for k, v in self._reduce_mean(sums, steps, device).items()})
+            row.update(self.recipe.end_epoch(model, epoch))
             if val is not None:
                 row[f"{val_name}_acc"] = accuracy(
                     model, val[0], val[1], batch_size=cfg.eval_batch_size, device=device
@@ -286,7 +331,7 @@ class Trainer:
                     self.checkpoint_dir,
                     epoch,
                     model,
-                    optimizer,
+                    optimizers,
                     {**state_extra, "history": history},
                     keep=cfg.keep_checkpoints,
                     recipe_state=self.recipe.state_tensors(),
@@ -302,7 +347,7 @@ class Trainer:
                 callback(epoch, row)
         return TrainResult(history=history, seconds=time.perf_counter() - started)
 
-    def _restore(self, model, optimizer, state_extra) -> tuple[int, list[dict[str, Any]]]:
+    def _restore(self, model, optimizers, state_extra) -> tuple[int, list[dict[str, Any]]]:
         if self.checkpoint_dir is None:
             raise UserError("resume needs the run folder of the interrupted run (out_dir / --out)")
         epoch, model_state, optim_state, extra, recipe_state = load_trainer_state(
@@ -321,8 +366,14 @@ class Trainer:
                 f"cannot resume {self.checkpoint_dir}: settings differ from the "
                 f"interrupted run ({details}); use the same settings or a new --out"
             )
+        if set(optim_state) != set(optimizers):
+            raise UserError(
+                f"cannot resume {self.checkpoint_dir}: it holds the optimizers of players "
+                f"{', '.join(sorted(optim_state))}, this game has {', '.join(sorted(optimizers))}"
+            )
         model.load_state_dict(model_state)
-        optimizer.load_state_dict(optim_state)
+        for name, optimizer in optimizers.items():
+            optimizer.load_state_dict(optim_state[name])
         self.recipe.load_state_tensors(recipe_state)
         return epoch, list(extra.get("history", []))
 
