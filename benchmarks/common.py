@@ -65,17 +65,23 @@ def trained_model(
     batch_size: int = 128,
     lr: float = 1e-3,
     log: Callable[[str], None] = print,
+    recipe: str = "standard",
+    recipe_settings: dict[str, Any] | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """A model trained with advml (standard recipe, Adam), from the cache when present.
+    """A model trained with advml (Adam; the standard recipe unless ``recipe`` names another,
+    with ``recipe_settings``), from the cache when present.
 
     Returns ``(model, card)``; the model is in eval mode on the CPU. The card records the test
     accuracy and the training time of the run that produced it.
     """
     from advml.models import build, load, read_card, save
-    from advml.training import TrainConfig, Trainer
+    from advml.training import TrainConfig, Trainer, get_recipe
 
     folder = ensure_cache(cache)
     stem = f"{dataset}-{arch}-e{epochs}-s{seed}" + (f"-n{n_train}" if n_train else "")
+    settings = dict(recipe_settings or {})
+    if recipe != "standard":
+        stem += f"-{recipe}" + "".join(f"-{k}{v}" for k, v in sorted(settings.items()))
     path = folder / f"{stem}.safetensors"
     if path.exists() and path.with_suffix(".json").exists():
         model = load(path)
@@ -90,9 +96,13 @@ def trained_model(
     config = TrainConfig(
         epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device="cpu", progress=False
     )
-    log(f"training {arch} on {dataset} ({len(x):,} samples, {epochs} epoch(s), seed {seed}) ...")
+    log(
+        f"training {arch} on {dataset} ({len(x):,} samples, {epochs} epoch(s), recipe {recipe}, "
+        f"seed {seed}) ..."
+    )
     started = time.perf_counter()
-    result = Trainer(model, config=config).fit((x, y), (xt, yt), val_name="test")
+    trainer = Trainer(model, get_recipe(recipe, **settings), config=config)
+    result = trainer.fit((x, y), (xt, yt), val_name="test")
     seconds = time.perf_counter() - started
     test_acc = float(result.final.get("test_acc", float("nan")))
     log(f"  test accuracy {test_acc:.2%} after {seconds:.1f} s; cached as {path}")
@@ -101,7 +111,8 @@ def trained_model(
         path,
         {
             "dataset": dataset,
-            "recipe": "standard",
+            "recipe": recipe,
+            "recipe_settings": settings,
             "seed": seed,
             "epochs_trained": epochs,
             "n_train": len(x),
