@@ -10,15 +10,6 @@ from torch import nn
 from advml.data import load
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run faster on one thread, and the CI machine is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def digits():
     """``(x_test, y_test)`` of the digits dataset (360 images of 1x8x8)."""
