@@ -1,9 +1,10 @@
 """advml's ``standard`` evaluation against torchattacks' AutoAttack (standard version).
 
-Two MNIST models (cnn-small): a standard one and a PGD-adversarially-trained one; L∞ ε = 0.3
-on the first 1,000 test images. For each model both tools attack the same images on the same
-device with the same number of threads; the script prints robust accuracy and wall time side
-by side and writes them to ``--out``/results.json.
+Two MNIST models: a standard one and an adversarially trained one (``--robust``, e.g. the zoo's
+``src/advml/zoo/weights/mnist-fgsm-rs.safetensors``; without it a cnn-small is PGD-trained);
+L∞ ε = 0.3 on the first 1,000 test images. For each model both tools attack the same images on
+the same device with the same number of threads; the script prints robust accuracy and wall
+time side by side and writes them to ``--out``/results.json.
 
 Targets (docs/evaluation.md): advml's robust accuracy at most AutoAttack's + 0.2 percentage
 points (worst case at least as strong), in at most half of AutoAttack's time.
@@ -143,7 +144,7 @@ def main() -> int:
     x, y = load("mnist", "test")
     x, y = x[: args.n], y[: args.n]
     rows = {}
-    for label, checkpoint in (("standard", standard), ("PGD-AT", robust)):
+    for label, checkpoint in (("standard", standard), ("robust", robust)):
         model = load_model(checkpoint).eval()
         for p in model.parameters():
             p.requires_grad_(False)
@@ -192,7 +193,7 @@ def main() -> int:
             "eps": args.eps,
             "n": args.n,
             "threads": args.threads,
-            "models": {"standard": str(standard), "PGD-AT": str(robust)},
+            "models": {"standard": str(standard), "robust": str(robust)},
             "rows": rows,
         },
     )
