@@ -41,6 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", default="zoo:mnist-fgsm-rs")
     parser.add_argument("--n", type=int, default=None, help="test images (default: all 10,000)")
     parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--dataset", default="mnist", help="test set (default mnist)")
+    parser.add_argument("--eps", type=float, default=EPS, help="L∞ budget (0.3)")
     parser.add_argument("--data-dir", default=None, help="data root (default: $ADVML_DATA)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
@@ -60,15 +62,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     model = load(args.checkpoint)
     model.eval()
     card = getattr(model, "advml_card", {}) or {}
-    x, y = common.load_split("mnist", "test", args.n, args.data_dir)
+    x, y = common.load_split(args.dataset, "test", args.n, args.data_dir)
     attack = functools.partial(pgd, steps=50, step_size=0.01, restarts=10)
     attack.__name__ = "pgd-50-10"  # type: ignore[attr-defined]
     started = time.perf_counter()
     report = evaluate(
-        model, x, y, threat="linf", eps=[EPS], attacks=[attack], batch_size=args.batch_size
+        model, x, y, threat="linf", eps=[args.eps], attacks=[attack], batch_size=args.batch_size
     )
     seconds = time.perf_counter() - started
-    clean, robust = report.clean_accuracy, report.robust_accuracy[EPS]
+    clean, robust = report.clean_accuracy, report.robust_accuracy[args.eps]
     zoo = card.get("zoo", {})
     rows = [
         ["clean accuracy", common.percent(clean, 2), "10,000" if len(x) == 10_000 else len(x)],

@@ -102,7 +102,7 @@ def test_goodfellow_fgsm(cache: Path, tmp_path: Path, capsys) -> None:
             "--dataset",
             "digits",
             "--models",
-            "linear:1,mlp:1",
+            "linear:1,mlp:1,mlp:1:fgsm",
             "--cache",
             str(cache),
             "--n",
@@ -117,7 +117,11 @@ def test_goodfellow_fgsm(cache: Path, tmp_path: Path, capsys) -> None:
         ("linear", "no clip"),
         ("mlp", "box"),
         ("mlp", "no clip"),
+        ("mlp", "box"),
+        ("mlp", "no clip"),
     ]
+    assert [r["recipe"] for r in results] == ["standard"] * 4 + ["fgsm"] * 2
+    assert results[-1]["stands_for"] == "maxout network, FGSM-trained"
     for r in results:
         assert r["linf"] <= 0.25 + 1e-6
         assert r["error"] >= r["clean_error"] - 0.05  # FGSM raises the error
@@ -126,3 +130,24 @@ def test_goodfellow_fgsm(cache: Path, tmp_path: Path, capsys) -> None:
             assert low >= 0.0 and high <= 1.0
     assert any(r["range"][0] < 0 for r in results if r["variant"] == "no clip")
     assert "paper: error / confidence" in capsys.readouterr().out
+
+
+def test_wong_fgsm_rs(tmp_path: Path, capsys) -> None:
+    wong = _script("wong_fgsm_rs")
+    payload = wong.main(
+        [
+            "--checkpoint",
+            "zoo:digits-pgd",
+            "--dataset",
+            "digits",
+            "--eps",
+            "0.15",
+            "--n",
+            "40",
+            "--out",
+            str(tmp_path / "w.json"),
+        ]
+    )
+    assert 0.0 <= payload["pgd_50_10_accuracy"] <= payload["clean_accuracy"] <= 1.0
+    assert payload["standard"] is not None  # the zoo card's own evaluation
+    assert "PGD-50, 10 restarts" in capsys.readouterr().out
