@@ -17,8 +17,12 @@ fresh set of latents for the generator update. ``--steps`` shortens training (th
 
 Run from the repository root, e.g. (one thread, in the background)::
 
-    nohup .venv/bin/python benchmarks/pacgan.py --seeds 3 --steps 20000 --threads 1 \\
-        --out runs/bench/pacgan.json > runs/logs/pacgan.log 2>&1 &
+    nohup .venv/bin/python benchmarks/pacgan.py --datasets toy-grid --seeds 3 --steps 10000 \\
+        --lr 1e-3 --schedule cosine --arch-options '{"g_hidden": 128, "d_hidden": 64}' \\
+        --threads 1 --trace --out runs/bench/pacgan_grid.json > runs/logs/pacgan_grid.log 2>&1 &
+
+``--trace`` prints and records the mode coverage after every 1,000 steps; ``--schedule``
+decays both players' learning rate (``cosine``: to 0 at the last step).
 """
 
 from __future__ import annotations
@@ -65,21 +69,24 @@ def run_one(dataset: str, pack: int, seed: int, args: argparse.Namespace) -> dic
     recipe = GanRecipe(
         loss="nonsaturating", betas_g=(args.beta1, 0.999), betas_d=(args.beta1, 0.999)
     )
+    centres, sigma = toy_modes(dataset)
+    if args.trace:
+        recipe.monitor = _trace_monitor(centres, sigma, seed)
     config = TrainConfig(
         epochs=epochs,
         batch_size=args.batch_size * pack,
         lr=args.lr,
+        schedule=args.schedule,
         seed=seed,
         device="cpu",
         progress=False,
     )
     started = time.perf_counter()
-    Trainer(game, recipe, config).fit((x, y))
+    history = Trainer(game, recipe, config).fit((x, y)).history
     seconds = time.perf_counter() - started
     samples, _ = sample(game.generator, PROTOCOL_SAMPLES, game.latent_dim, seed=seed + 10_000)
-    centres, sigma = toy_modes(dataset)
     score = mode_coverage(samples, centres, sigma)
-    return {
+    row: dict[str, object] = {
         "dataset": dataset,
         "pack": pack,
         "seed": seed,
@@ -87,6 +94,26 @@ def run_one(dataset: str, pack: int, seed: int, args: argparse.Namespace) -> dic
         "seconds": seconds,
         **score.as_dict(),
     }
+    if args.trace:
+        row["trace"] = [
+            {k: r[k] for k in ("epoch", "modes", "high_quality") if k in r} for r in history
+        ]
+    return row
+
+
+def _trace_monitor(centres: torch.Tensor, sigma: float, seed: int):
+    """Per-epoch mode coverage (``--trace``), on protocol-sized draws of a fixed seed."""
+
+    def monitor(game, epoch, ema):
+        samples, _ = sample(game.generator, PROTOCOL_SAMPLES, game.latent_dim, seed=seed + 20_000)
+        score = mode_coverage(samples, centres, sigma)
+        print(
+            f"  epoch {epoch}: {score.modes} modes, {100 * score.high_quality:.1f} % high quality",
+            flush=True,
+        )
+        return {"modes": score.modes, "high_quality": score.high_quality}
+
+    return monitor
 
 
 def _mean_std(values: list[float]) -> str:
@@ -99,7 +126,8 @@ def _mean_std(values: list[float]) -> str:
 def table(results: list[dict[str, object]], command: str, args: argparse.Namespace) -> str:
     lines = [
         f"PacGAN Table 1 reproduction ({args.arch}, {args.steps:,} generator steps per run "
-        f"vs the paper's {PAPER_STEPS:,}; {len(args.seeds)} seeds)",
+        f"vs the paper's {PAPER_STEPS:,}; lr {args.lr:g} ({args.schedule}), beta1 "
+        f"{args.beta1:g}; {len(args.seeds)} seeds)",
         "",
         f"Command: `{command}`",
         "",
@@ -126,6 +154,9 @@ def table(results: list[dict[str, object]], command: str, args: argparse.Namespa
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", default="toy-ring,toy-grid")
+    parser.add_argument(
+        "--packs", default=None, help="comma list of packing degrees to run (default: all rows)"
+    )
     parser.add_argument("--seeds", type=int, default=3, help="number of trials (seeds 0..N-1)")
     parser.add_argument("--steps", type=int, default=PAPER_STEPS, help="generator steps per run")
     parser.add_argument("--arch", default="pacgan-mlp")
@@ -138,19 +169,50 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=100, help="packs per minibatch")
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--beta1", type=float, default=0.8)
+    parser.add_argument(
+        "--schedule",
+        default="constant",
+        help="LR schedule of both players (advml.training.schedules: constant, cosine, ...)",
+    )
+    parser.add_argument(
+        "--trace", action="store_true", help="print and record mode coverage after each epoch"
+    )
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="run seeds first-seed..first-seed+N-1"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="runs/bench/pacgan.json")
+    parser.add_argument(
+        "--merge",
+        default=None,
+        help="comma list of result JSON files of earlier runs (same settings): train nothing, "
+        "write their combined table to --out's .md",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    args.seeds = list(range(args.seeds))
+    args.seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     command = shlex.join([".venv/bin/python", "benchmarks/pacgan.py", *(argv or sys.argv[1:])])
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
+    packs = None if args.packs is None else {int(p) for p in args.packs.split(",") if p.strip()}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, object]] = []
+    if args.merge:
+        commands = []
+        for name in args.merge.split(","):
+            part = json.loads(Path(name.strip()).read_text())
+            commands.append(part["command"])
+            results += part["results"]
+        args.seeds = sorted({int(r["seed"]) for r in results})
+        args.steps = max(int(r["steps"]) for r in results)
+        report = table(results, " ; ".join(commands), args)
+        out.write_text(json.dumps({"command": commands, "results": results}, indent=2))
+        out.with_suffix(".md").write_text(report + "\n")
+        print(report)
+        return 0
     for seed in args.seeds:
         for dataset, pack in PUBLISHED:
-            if dataset not in datasets:
+            if dataset not in datasets or (packs is not None and pack not in packs):
                 continue
             row = run_one(dataset, pack, seed, args)
             results.append(row)
