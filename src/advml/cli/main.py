@@ -27,6 +27,8 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "data",
     "zoo",
     "gan",
+    "dann",
+    "fair",
 )
 
 

@@ -11,7 +11,14 @@ loaders. Checksums are the values published with (or long established for) each 
   https://www.cs.toronto.edu/~kriz/cifar.html (archive and per-batch md5);
 * USPS — Hull, "A database for handwritten text recognition research", IEEE TPAMI 16(5), 1994;
   the HDF5 packaging of Kaggle's "usps-dataset" has no published checksum, so the hash of the
-  known-good copy is pinned instead.
+  known-good copy is pinned instead;
+* MNIST-M (test split) — Ganin & Lempitsky, ICML 2015; no published checksum exists, so the
+  digests of the shared copy (original PNGs re-packed in a deterministic ``.tar.gz``) are pinned;
+* UCI Adult — Becker & Kohavi 1996; md5 as published with the UCI files (sha256 of the same bytes).
+
+``MNIST_M`` and ``ADULT`` live in :data:`REPRESENTATION_DATASETS`, not :data:`CATALOG`: they have
+their own loaders (:mod:`advml.data.mnistm`, :mod:`advml.data.adult`) because their splits or
+outputs differ from ``advml.data.load``'s ``(x, y)`` train/test contract.
 """
 
 from __future__ import annotations
@@ -304,6 +311,67 @@ TOY_GRID = DatasetInfo(
     "generative adversarial networks', NeurIPS 2018 (2D-grid)",
     description="25 Gaussians (sigma 0.05) on {-4,-2,0,2,4}^2; y = mode index.",
 )
+
+MNIST_M = DatasetInfo(
+    name="mnist-m",
+    input_shape=(3, 28, 28),
+    num_classes=10,
+    class_names=DIGIT_CLASSES,
+    # statistics of all 9,001 test images at 28x28 (there is no training split here)
+    mean=(0.4609, 0.4644, 0.4109),
+    std=(0.2393, 0.2251, 0.2447),
+    splits={"test": 9001, "adapt": 4501, "eval": 4500},
+    folder="mnist-m",
+    files=(
+        DataFile(
+            "mnist_m_test.tar.gz",
+            md5="ac4629844f13688d55ddc9559a412d4e",
+            sha256="88d36f4bcf02e10000e2cf8684a8cd61e088216b2825903cc566136bb51cdc5d",
+            size=17692707,
+        ),
+    ),
+    citation="Y. Ganin, V. Lempitsky, 'Unsupervised Domain Adaptation by Backpropagation', "
+    "ICML 2015; Ganin et al., 'Domain-Adversarial Training of Neural Networks', JMLR 17, 2016",
+    description="MNIST test digits blended with BSDS500 colour patches; test split only "
+    "(32x32 RGB PNGs in a .tar.gz, read at 28x28), split into adapt/eval halves.",
+)
+
+ADULT = DatasetInfo(
+    name="adult",
+    input_shape=(102,),  # 6 numeric + 96 one-hot (104 with sex as a feature)
+    num_classes=2,
+    class_names=("<=50K", ">50K"),
+    # the features are standardized / one-hot already
+    mean=(0.0,),
+    std=(1.0,),
+    splits={"train": 30162, "test": 15060},
+    folder="adult",
+    files=(
+        DataFile(
+            "adult.data",
+            md5="5d7c39d7b8804f071cdd1f2a7c460872",
+            sha256="5b00264637dbfec36bdeaab5676b0b309ff9eb788d63554ca0a249491c86603d",
+            size=3974305,
+        ),
+        DataFile(
+            "adult.test",
+            md5="35238206dfdf7f1fe215bbb874adecdc",
+            sha256="a2a9044bc167a35b2361efbabec64e89d69ce82d9790d2980119aac5fd7e9c05",
+            size=2003153,
+        ),
+    ),
+    mirrors=("https://archive.ics.uci.edu/ml/machine-learning-databases/adult/",),
+    citation="B. Becker, R. Kohavi, 'Adult', UCI Machine Learning Repository, 1996, "
+    "https://doi.org/10.24432/C5XW20; R. Kohavi, KDD 1996",
+    description="1994 US census records; label income >50K, sensitive attribute sex; rows "
+    "with missing values dropped, one-hot + standardized features.",
+)
+
+#: Datasets with their own loaders, outside :data:`CATALOG` (and so outside
+#: :func:`advml.data.load` / ``advml data list``): MNIST-M has ``test``/``adapt``/``eval``
+#: splits (:func:`advml.data.mnistm.load_mnistm`) and Adult returns features, labels and a
+#: sensitive attribute (:func:`advml.data.adult.load_adult`).
+REPRESENTATION_DATASETS: dict[str, DatasetInfo] = {MNIST_M.name: MNIST_M, ADULT.name: ADULT}
 
 #: Every built-in dataset, in display order.
 CATALOG: dict[str, DatasetInfo] = {
