@@ -38,6 +38,15 @@ __all__ = [
 CONDITIONINGS = ("projection", "acgan")
 
 
+def check_conditioning(arch: str, conditioning: str) -> str:
+    """``conditioning`` if it names a discriminator head, else a UserError naming ``arch``."""
+    if conditioning not in CONDITIONINGS:
+        raise UserError(
+            f"{arch}: conditioning must be one of {', '.join(CONDITIONINGS)}, got {conditioning!r}"
+        )
+    return conditioning
+
+
 class BatchNorm2d(nn.BatchNorm2d):
     """``nn.BatchNorm2d`` that accepts (and ignores) a condition, so blocks call every norm
     as ``norm(x, c)`` (Ioffe & Szegedy, ICML 2015, Alg. 1)."""

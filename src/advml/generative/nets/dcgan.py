@@ -32,7 +32,7 @@ from advml.generative.nets.common import (
     level_channels,
     positive_int,
 )
-from advml.generative.nets.conditional import CONDITIONINGS, DiscriminatorHead, make_norm
+from advml.generative.nets.conditional import DiscriminatorHead, check_conditioning, make_norm
 from advml.generative.nets.registry import GanPair, register_gan
 
 __all__ = ["DCGANDiscriminator", "DCGANGenerator", "acgan", "dcgan"]
@@ -169,13 +169,6 @@ class DCGANDiscriminator(nn.Module):
         return self.head(h.flatten(1), y)
 
 
-def _check_conditioning(arch: str, conditioning: str) -> None:
-    if conditioning not in CONDITIONINGS:
-        raise UserError(
-            f"{arch}: conditioning must be one of {', '.join(CONDITIONINGS)}, got {conditioning!r}"
-        )
-
-
 @register_gan(
     "dcgan",
     paper="Radford, Metz & Chintala, 'Unsupervised Representation Learning with Deep "
@@ -202,7 +195,7 @@ def dcgan(
     """
     plan = image_plan("dcgan", data_shape)
     width = positive_int("dcgan", "width", width)
-    _check_conditioning("dcgan", conditioning)
+    check_conditioning("dcgan", conditioning)
     attention = attention_levels("dcgan", plan, attention_at)
     generator = DCGANGenerator(
         plan, latent_dim, num_classes, width=width, attention=attention, output=output

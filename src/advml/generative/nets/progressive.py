@@ -32,7 +32,7 @@ from advml.generative.nets.common import (
     level_channels,
     positive_int,
 )
-from advml.generative.nets.conditional import CONDITIONINGS, DiscriminatorHead
+from advml.generative.nets.conditional import DiscriminatorHead, check_conditioning
 from advml.generative.nets.registry import GanPair, register_gan
 from advml.generative.nets.stylegan import PixelNorm
 
@@ -256,8 +256,7 @@ def progressive(
     """
     plan = image_plan("progressive", data_shape)
     width = positive_int("progressive", "width", width)
-    if conditioning not in CONDITIONINGS:
-        raise UserError(f"progressive: conditioning must be one of {', '.join(CONDITIONINGS)}")
+    check_conditioning("progressive", conditioning)
     generator = ProgressiveGenerator(plan, latent_dim, num_classes, width=width, output=output)
     discriminator = ProgressiveDiscriminator(
         plan,

@@ -31,9 +31,9 @@ from advml.generative.nets.common import (
     positive_int,
 )
 from advml.generative.nets.conditional import (
-    CONDITIONINGS,
     DiscriminatorHead,
     SharedClassEmbedding,
+    check_conditioning,
     make_norm,
 )
 from advml.generative.nets.registry import GanPair, register_gan
@@ -200,14 +200,6 @@ class ResNetDiscriminator(nn.Module):
         return self.head(self.features(x), y)
 
 
-def _conditioning(arch: str, conditioning: str) -> str:
-    if conditioning not in CONDITIONINGS:
-        raise UserError(
-            f"{arch}: conditioning must be one of {', '.join(CONDITIONINGS)}, got {conditioning!r}"
-        )
-    return conditioning
-
-
 @register_gan(
     "resnet",
     paper="Gulrajani et al., 'Improved Training of Wasserstein GANs', NeurIPS 2017 (App. F); "
@@ -234,7 +226,7 @@ def resnet(
     plan = image_plan("resnet", data_shape)
     width = positive_int("resnet", "width", width)
     attention = attention_levels("resnet", plan, attention_at)
-    conditioning = _conditioning("resnet", conditioning)
+    conditioning = check_conditioning("resnet", conditioning)
     generator = ResNetGenerator(
         plan, latent_dim, num_classes, width=width, attention=attention, output=output
     )

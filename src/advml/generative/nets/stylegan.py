@@ -34,7 +34,7 @@ from advml.generative.nets.common import (
     level_channels,
     positive_int,
 )
-from advml.generative.nets.conditional import CONDITIONINGS
+from advml.generative.nets.conditional import check_conditioning
 from advml.generative.nets.registry import GanPair, register_gan
 from advml.generative.nets.resnet import ResNetDiscriminator
 
@@ -278,8 +278,7 @@ def stylegan(
     mapping_layers = positive_int("stylegan", "mapping_layers", mapping_layers)
     if isinstance(w_dim, bool) or not isinstance(w_dim, int) or w_dim < 0:
         raise UserError(f"stylegan: w_dim must be an int >= 0, got {w_dim!r}")
-    if conditioning not in CONDITIONINGS:
-        raise UserError(f"stylegan: conditioning must be one of {', '.join(CONDITIONINGS)}")
+    check_conditioning("stylegan", conditioning)
     generator = StyleGenerator(
         plan,
         latent_dim,
