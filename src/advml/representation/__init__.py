@@ -21,11 +21,8 @@ from advml.representation.grl import (
     grad_reverse,
     grl_lambda,
     lr_annealing,
-    register_schedule,
 )
 from advml.representation.probe import ProbeResult, probe_accuracy
-
-register_schedule()
 
 __all__ = [
     "DANN",
@@ -36,5 +33,4 @@ __all__ = [
     "grl_lambda",
     "lr_annealing",
     "probe_accuracy",
-    "register_schedule",
 ]

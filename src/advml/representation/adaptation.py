@@ -31,7 +31,7 @@ from advml.evaluation.clean import accuracy
 from advml.models import build
 from advml.representation.dann import DANN, DANNNet
 from advml.representation.domains import DomainPair
-from advml.representation.grl import SCHEDULE_NAME, register_schedule
+from advml.representation.grl import SCHEDULE_NAME
 from advml.representation.probe import probe_accuracy
 from advml.training import StandardRecipe, TrainConfig, Trainer
 
@@ -55,7 +55,6 @@ class AdaptationConfig:
     probe_samples: int = 4000  # per domain, for the fresh domain probe (0 disables)
 
     def train_config(self, epochs: int) -> TrainConfig:
-        register_schedule()
         return TrainConfig(
             epochs=epochs,
             batch_size=self.batch_size,

@@ -81,13 +81,5 @@ def lr_annealing(p: float, alpha: float = 10.0, beta: float = 0.75) -> float:
     return (1.0 + alpha * _progress(p)) ** (-beta)
 
 
-#: Name of :func:`lr_annealing` in the trainer's schedule table (see :func:`register_schedule`).
+#: Name of :func:`lr_annealing` in the trainer's schedule table (``TrainConfig(schedule=...)``).
 SCHEDULE_NAME = "dann"
-
-
-def register_schedule() -> None:
-    """Make :func:`lr_annealing` available to :class:`~advml.training.TrainConfig` as
-    ``schedule="dann"`` (adds it to :data:`advml.training.schedules.SCHEDULES`; idempotent)."""
-    from advml.training.schedules import SCHEDULES
-
-    SCHEDULES.setdefault(SCHEDULE_NAME, lr_annealing)

@@ -9,6 +9,8 @@ at step ``s`` of ``S`` recomputes ``lr = base * f(s / S)``.
 - ``step``: 0.1 ** (number of milestones at 50 % and 75 % passed) (He et al. 2016 style).
 - ``cyclic``: linear 0 -> 1 over the first ``2/5`` of training, then 1 -> 0 (the one-cycle
   schedule Wong et al. 2020 use for FGSM-RS; peak at 2/5 of the run).
+- ``dann``: ``(1 + 10 t) ** -0.75``, the annealing of domain-adversarial training (Ganin &
+  Lempitsky 2015, §5: ``mu_p = mu_0 / (1 + alpha p) ** beta`` with alpha 10, beta 0.75).
 
 :func:`ramp` is the linear warm-up of a recipe's own quantities (the ε of adversarial and
 certified training, Gowal et al. 2018's κ), also a pure function of progress.
@@ -51,11 +53,16 @@ def ramp(t: float, start: float, end: float) -> float:
     return (t - start) / (end - start)
 
 
+def dann(t: float, alpha: float = 10.0, beta: float = 0.75) -> float:
+    return (1.0 + alpha * min(max(t, 0.0), 1.0)) ** (-beta)
+
+
 SCHEDULES: dict[str, Schedule] = {
     "constant": constant,
     "cosine": cosine,
     "step": step,
     "cyclic": cyclic,
+    "dann": dann,
 }
 
 
