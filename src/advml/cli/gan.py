@@ -135,6 +135,19 @@ def _register_train(commands: argparse._SubParsersAction) -> None:
         "--conditional", action="store_true", help="class-conditional: both players see the labels"
     )
     parser.add_argument(
+        "--semi-supervised",
+        action="store_true",
+        help="K+1-class discriminator trained on --labeled labels and all images unlabeled, "
+        "generator by feature matching (Salimans et al. 2016; e.g. --arch ssgan-mlp)",
+    )
+    parser.add_argument(
+        "--labeled",
+        type=positive_int,
+        default=100,
+        help="with --semi-supervised: labeled training images, balanced over classes "
+        "(default: 100)",
+    )
+    parser.add_argument(
         "--sample-every",
         type=positive_int,
         default=1,
@@ -195,6 +208,11 @@ def _check_train_args(args: argparse.Namespace) -> None:
         raise UserError(f"Adam betas must lie in [0, 1), got {args.beta1}, {args.beta2}")
     if args.loss != "wgan-gp" and args.gp != 10.0:
         raise UserError("--gp applies to --loss wgan-gp; use --r1 for other losses")
+    if args.semi_supervised and (args.pack != 1 or args.n_critic != 1 or args.conditional):
+        raise UserError(
+            "--semi-supervised trains one K+1-class discriminator step per generator step: "
+            "drop --pack, --n-critic and --conditional"
+        )
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -211,7 +229,7 @@ def run_train(args: argparse.Namespace) -> int:
     x, y = load_split(args, "train", args.n_train)
     shape = tuple(x.shape[1:])
     num_classes = 0
-    if args.conditional:
+    if args.conditional or args.semi_supervised:
         num_classes = int(y.max().item()) + 1
         with contextlib.suppress(UserError):  # user data: the labels tell
             num_classes = max(num_classes, data.info(args.dataset).num_classes)
@@ -249,6 +267,9 @@ def run_train(args: argparse.Namespace) -> int:
         ema=args.ema,
         conditional=args.conditional,
     )
+    if args.semi_supervised:
+        recipe = _semi_supervised_recipe(args, x, y, num_classes)
+        y = torch.full_like(y, -1)  # the trainer's copy carries no labels
     recipe.monitor = GanMonitor(
         folder,
         args.dataset,
@@ -300,6 +321,24 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _semi_supervised_recipe(args: argparse.Namespace, x, y, num_classes: int):
+    """Salimans et al. 2016's game: ``--labeled`` balanced labels, the test split (when the
+    dataset has one) for the per-epoch ``test_error``."""
+    from advml.generative.semi_supervised import SemiSupervisedRecipe, balanced_subset
+
+    index = balanced_subset(y, args.labeled, num_classes, seed=args.seed)
+    evaluation = None
+    with contextlib.suppress(UserError):
+        evaluation = load_split(args, "test")
+    return SemiSupervisedRecipe(
+        (x[index], y[index]),
+        feature_matching=True,
+        betas=(args.beta1, args.beta2),
+        lr_d_scale=(args.lr_d or args.lr_g) / args.lr_g,
+        evaluation=evaluation,
+    )
+
+
 def _print_history(history: list[dict[str, Any]]) -> None:
     toy = any("modes" in row for row in history)
     header = f"{'epoch':>5} {'d loss':>8} {'g loss':>8}"
@@ -313,6 +352,8 @@ def _print_history(history: list[dict[str, Any]]) -> None:
             kl = row.get("reverse_kl")
             line += f" {row.get('modes', '-'):>5} {100 * row.get('high_quality', math.nan):>7.1f}%"
             line += f" {kl:>7.3f}" if kl is not None else f" {'-':>7}"
+        if "test_error" in row:  # semi-supervised: error of the K-class head
+            line += f"  test error {100 * row['test_error']:.2f}%"
         print(line + f" {row['epoch_seconds']:>8.1f}")
 
 
