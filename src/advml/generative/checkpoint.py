@@ -33,7 +33,7 @@ GAN_CARD_FORMAT = "advml.gan"
 GAN_CARD_VERSION = 1
 
 
-def _paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
+def checkpoint_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     p = Path(path)
     if p.suffix == ".safetensors":
         return p, p.with_suffix(".json")
@@ -58,7 +58,7 @@ def save_gan(
     for k, v in (ema or {}).items():
         tensors[f"generator_ema.{k}"] = v.detach().to("cpu", copy=True).contiguous()
     blob = save_safetensors(tensors, metadata={"format": "pt", "advml": GAN_CARD_FORMAT})
-    weights, card_path = _paths(path)
+    weights, card_path = checkpoint_paths(path)
     out = {
         "format": GAN_CARD_FORMAT,
         "format_version": GAN_CARD_VERSION,
@@ -77,7 +77,7 @@ def save_gan(
 
 def read_gan_card(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The card of the GAN checkpoint ``path`` (a file of the pair or their folder)."""
-    _, card_path = _paths(path)
+    _, card_path = checkpoint_paths(path)
     if not card_path.is_file():
         raise FormatError(
             card_path,
@@ -98,12 +98,13 @@ def read_gan_card(path: str | os.PathLike[str]) -> dict[str, Any]:
     return card
 
 
-def load_gan(
-    path: str | os.PathLike[str], *, use_ema: bool = True, map_location: str = "cpu"
-) -> tuple[GanGame, dict[str, Any]]:
-    """Rebuild the game saved at ``path``; the generator holds the EMA weights when the
-    checkpoint has them and ``use_ema``. Returns ``(game in eval mode, card)``."""
-    weights, card_path = _paths(path)
+def read_checked_tensors(
+    path: str | os.PathLike[str],
+) -> tuple[Path, Path, dict[str, Any], dict[str, torch.Tensor]]:
+    """``(weights path, card path, card, tensors)`` of the checkpoint at ``path``: the card
+    read and checked, the weights' sha256 compared with the card's, the safetensors parsed
+    (never unpickled). Every failure is a :class:`FormatError` naming the file."""
+    weights, card_path = checkpoint_paths(path)
     card = read_gan_card(path)
     try:
         blob = weights.read_bytes()
@@ -115,6 +116,15 @@ def load_gan(
         tensors = load_safetensors(blob)
     except Exception as error:  # safetensors raises its own error types
         raise FormatError(weights, f"not a valid safetensors file: {error}") from None
+    return weights, card_path, card, tensors
+
+
+def load_gan(
+    path: str | os.PathLike[str], *, use_ema: bool = True, map_location: str = "cpu"
+) -> tuple[GanGame, dict[str, Any]]:
+    """Rebuild the game saved at ``path``; the generator holds the EMA weights when the
+    checkpoint has them and ``use_ema``. Returns ``(game in eval mode, card)``."""
+    weights, card_path, card, tensors = read_checked_tensors(path)
     try:
         game = rebuild_game(card["game"])
     except UserError as error:

@@ -27,15 +27,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load as load_safetensors
 from torch import Tensor, nn
 
 from advml.errors import FormatError, UserError
 from advml.generative.checkpoint import (
     GAN_CARD_FORMAT,
     GAN_CARD_VERSION,
-    _paths,
-    read_gan_card,
+    checkpoint_paths,
+    read_checked_tensors,
 )
 from advml.generative.cyclegan import TranslationGame, rebuild_translation
 from advml.generative.history import ImageHistory, draw_indices
@@ -260,7 +259,7 @@ def save_translation(
         for k, v in child.state_dict().items()
     }
     blob = save_safetensors(tensors, metadata={"format": "pt", "advml": GAN_CARD_FORMAT})
-    weights, card_path = _paths(path)
+    weights, card_path = checkpoint_paths(path)
     out = {
         "format": GAN_CARD_FORMAT,
         "format_version": GAN_CARD_VERSION,
@@ -297,18 +296,7 @@ def load_translation(
     path: str | os.PathLike[str], map_location: str = "cpu"
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the game saved by :func:`save_translation`: ``(game in eval mode, card)``."""
-    weights, card_path = _paths(path)
-    card = read_gan_card(path)
-    try:
-        blob = weights.read_bytes()
-    except FileNotFoundError:
-        raise FormatError(weights, "weights file not found next to its card") from None
-    if hashlib.sha256(blob).hexdigest() != card["weights"].get("sha256"):
-        raise FormatError(weights, "sha256 does not match the card: modified or truncated")
-    try:
-        tensors = load_safetensors(blob)
-    except Exception as error:  # safetensors raises its own error types
-        raise FormatError(weights, f"not a valid safetensors file: {error}") from None
+    weights, card_path, card, tensors = read_checked_tensors(path)
     try:
         game = _rebuild(card["game"])
     except (UserError, KeyError, TypeError) as error:
