@@ -80,3 +80,23 @@ def test_cli_semi_supervised_vat_runs(tmp_path, monkeypatch):
     )
     assert code == 0
     assert (tmp_path / "model.safetensors").exists()
+
+
+def test_lds_compares_outputs_of_the_same_batch_with_batch_norm():
+    # p(x) must come from a forward of the unlabeled batch alone, as the perturbed forwards
+    # do: with batch norm, a batch mixed with the labeled samples normalizes differently, and
+    # the LDS measured that difference instead of the perturbation (Miyato et al.'s code
+    # forwards the unlabeled batch by itself).
+    from advml.training.recipe import StepInfo
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 10))
+    model.train()
+    x_l, y_l = torch.randn(16, 8) + 3.0, torch.arange(16) % 10  # other statistics than x
+    x, y = torch.randn(32, 8), torch.full((32,), -1)
+    recipe = get_recipe("vat", eps=1e-4, labeled=(x_l, y_l), labeled_batch=16)
+    step = StepInfo(
+        module=model, epoch=1, step=0, progress=0.0, generator=torch.Generator().manual_seed(0)
+    )
+    _, info = recipe.loss(model, x, y, step)
+    assert info["lds"] < 1e-5, info  # O(eps²): the perturbation alone moves the outputs

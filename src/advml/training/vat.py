@@ -107,11 +107,16 @@ class VAT(Recipe):
                 device=step.generator.device,
             )
             x_l, y_l = x_l.to(x.device)[pick.to(x.device)], y_l.to(x.device)[pick.to(x.device)]
+        # p(x) comes from a forward of the batch x alone, like the perturbed forwards below:
+        # a batch mixed with the labeled samples would be normalized differently by batch
+        # norm, and the LDS would measure that difference instead of the perturbation.
+        logits_all = model(x)
+        if self.labeled is not None:
+            labeled_logits = model(x_l)
         else:
             x_l, y_l = x[y >= 0], y[y >= 0]
-        logits = model(torch.cat([x_l, x]))
-        labeled_logits, logits_all = logits[: len(x_l)], logits[len(x_l) :]
-        ce = F.cross_entropy(labeled_logits, y_l) if len(x_l) else logits.sum() * 0.0
+            labeled_logits = logits_all[y >= 0]
+        ce = F.cross_entropy(labeled_logits, y_l) if len(x_l) else logits_all.sum() * 0.0
         log_p = F.log_softmax(logits_all.detach(), 1)
         direction = virtual_adversarial_direction(
             step.module,
