@@ -22,7 +22,7 @@ from torch import Tensor
 
 from advml.errors import UserError
 
-__all__ = ["ImageHistory", "draw_indices"]
+__all__ = ["ImageHistory", "draw_indices", "histories_state", "load_histories_state"]
 
 
 def draw_indices(n: int, size: int, generator: torch.Generator) -> Tensor:
@@ -99,3 +99,22 @@ class ImageHistory:
         self.buffer = None if buffer is None else buffer.clone()
         if self.count > self.capacity or (self.count > 0 and self.buffer is None):
             raise UserError("the checkpoint's image history does not fit its capacity")
+
+
+def histories_state(histories: dict[str, ImageHistory]) -> dict[str, Tensor]:
+    """The state of several named histories as one flat dict (``"NAME.key"``), for a recipe's
+    :meth:`~advml.training.recipe.Recipe.state_tensors`."""
+    return {
+        f"{name}.{key}": value
+        for name, history in histories.items()
+        for key, value in history.state_tensors().items()
+    }
+
+
+def load_histories_state(histories: dict[str, ImageHistory], tensors: dict[str, Tensor]) -> None:
+    """Restore what :func:`histories_state` saved; a history absent from ``tensors`` is kept."""
+    for name, history in histories.items():
+        prefix = f"{name}."
+        part = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        if part:
+            history.load_state_tensors(part)

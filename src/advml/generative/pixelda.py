@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from advml.errors import UserError
 from advml.generative.cyclegan import PatchDiscriminator
 from advml.generative.history import draw_indices
+from advml.generative.training import adversary_players
 from advml.training.recipe import PlayerSpec, Recipe, StepInfo, check_finite, register_recipe
 
 __all__ = ["PixelDAGame", "PixelDAGenerator", "PixelDARecipe", "build_pixelda", "generate"]
@@ -195,13 +196,10 @@ class PixelDARecipe(Recipe):
                 f"target images have shape {tuple(self.target_images.shape[1:])}, the game "
                 f"was built for {tuple(module.spec['data_shape'])}"
             )
-        return {
-            "generator": PlayerSpec(module.generator, betas=self.betas),
-            "discriminator": PlayerSpec(
-                module.discriminator, lr_scale=self.lr_d_scale, betas=self.betas
-            ),
-            "classifier": PlayerSpec(module.classifier, betas=self.betas),
-        }
+        players = adversary_players(
+            module.generator, module.discriminator, betas=self.betas, lr_d_scale=self.lr_d_scale
+        )
+        return {**players, "classifier": PlayerSpec(module.classifier, betas=self.betas)}
 
     def settings(self) -> dict[str, Any]:
         return {

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from advml.errors import UserError
 from advml.generative.game import GanGame
 from advml.generative.history import draw_indices
-from advml.generative.training import Monitor
+from advml.generative.training import Monitor, adversary_players
 from advml.training.recipe import PlayerSpec, Recipe, StepInfo, check_finite, register_recipe
 
 __all__ = [
@@ -166,12 +166,9 @@ class SemiSupervisedRecipe(Recipe):
             )
         if int(self.labeled[1].max()) >= module.num_classes or int(self.labeled[1].min()) < 0:
             raise UserError(f"labels must lie in 0..{module.num_classes - 1}")
-        return {
-            "generator": PlayerSpec(module.generator, betas=self.betas),
-            "discriminator": PlayerSpec(
-                module.discriminator, lr_scale=self.lr_d_scale, betas=self.betas
-            ),
-        }
+        return adversary_players(
+            module.generator, module.discriminator, betas=self.betas, lr_d_scale=self.lr_d_scale
+        )
 
     def settings(self) -> dict[str, Any]:
         return {

@@ -31,7 +31,13 @@ from torch import Tensor, nn
 
 from advml.errors import UserError
 from advml.generative.cyclegan import PatchDiscriminator
-from advml.generative.history import ImageHistory, draw_indices
+from advml.generative.history import (
+    ImageHistory,
+    draw_indices,
+    histories_state,
+    load_histories_state,
+)
+from advml.generative.training import adversary_players
 from advml.training.recipe import PlayerSpec, Recipe, StepInfo, check_finite, register_recipe
 
 __all__ = [
@@ -166,12 +172,9 @@ class SimGanRecipe(Recipe):
                 f"real images have shape {tuple(self.real_images.shape[1:])}, the refiner "
                 f"was built for {tuple(module.spec['data_shape'])}"
             )
-        return {
-            "generator": PlayerSpec(module.generator, betas=self.betas),
-            "discriminator": PlayerSpec(
-                module.discriminator, lr_scale=self.lr_d_scale, betas=self.betas
-            ),
-        }
+        return adversary_players(
+            module.generator, module.discriminator, betas=self.betas, lr_d_scale=self.lr_d_scale
+        )
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -184,12 +187,10 @@ class SimGanRecipe(Recipe):
         }
 
     def state_tensors(self) -> dict[str, Tensor]:
-        return {f"history.{k}": v for k, v in self.history.state_tensors().items()}
+        return histories_state({"history": self.history})
 
     def load_state_tensors(self, tensors: dict[str, Tensor]) -> None:
-        part = {k[len("history.") :]: v for k, v in tensors.items() if k.startswith("history.")}
-        if part:
-            self.history.load_state_tensors(part)
+        load_histories_state({"history": self.history}, tensors)
 
     def train_step(
         self,

@@ -66,6 +66,25 @@ def _betas(name: str, value: Any) -> tuple[float, float]:
     return b1, b2
 
 
+def adversary_players(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    *,
+    betas: tuple[float, float],
+    lr_d_scale: float = 1.0,
+    betas_d: tuple[float, float] | None = None,
+) -> dict[str, PlayerSpec]:
+    """The two players of every generator-vs-discriminator game here: the generator at the base
+    learning rate, the discriminator at ``lr_d_scale`` times it (TTUR, Heusel et al. 2017),
+    Adam ``betas`` for both unless ``betas_d`` sets the discriminator's."""
+    return {
+        "generator": PlayerSpec(generator, betas=betas),
+        "discriminator": PlayerSpec(
+            discriminator, lr_scale=lr_d_scale, betas=betas if betas_d is None else betas_d
+        ),
+    }
+
+
 @register_recipe("gan")
 class GanRecipe(Recipe):
     """Alternating discriminator/generator updates of a :class:`GanGame`."""
@@ -119,12 +138,13 @@ class GanRecipe(Recipe):
             )
         if self.ema_decay > 0:
             self.ema = EMA(module.generator, self.ema_decay)
-        return {
-            "generator": PlayerSpec(module.generator, betas=self.betas_g),
-            "discriminator": PlayerSpec(
-                module.discriminator, lr_scale=self.lr_d_scale, betas=self.betas_d
-            ),
-        }
+        return adversary_players(
+            module.generator,
+            module.discriminator,
+            betas=self.betas_g,
+            lr_d_scale=self.lr_d_scale,
+            betas_d=self.betas_d,
+        )
 
     def state_tensors(self) -> dict[str, Tensor]:
         if self.ema is None:

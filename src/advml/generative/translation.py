@@ -37,8 +37,14 @@ from advml.generative.checkpoint import (
     read_checked_tensors,
 )
 from advml.generative.cyclegan import TranslationGame, rebuild_translation
-from advml.generative.history import ImageHistory, draw_indices
+from advml.generative.history import (
+    ImageHistory,
+    draw_indices,
+    histories_state,
+    load_histories_state,
+)
 from advml.generative.losses import discriminator_loss, generator_loss
+from advml.generative.training import adversary_players
 from advml.training.recipe import PlayerSpec, Recipe, StepInfo, check_finite, register_recipe
 
 __all__ = [
@@ -112,12 +118,9 @@ class TranslationRecipe(Recipe):
         for name, value in self.weights.items():
             if not value >= 0:
                 raise UserError(f"loss weight {name} must be >= 0, got {value}")
-        return {
-            "generator": PlayerSpec(module.generator, betas=self.betas),
-            "discriminator": PlayerSpec(
-                module.discriminator, lr_scale=self.lr_d_scale, betas=self.betas
-            ),
-        }
+        return adversary_players(
+            module.generator, module.discriminator, betas=self.betas, lr_d_scale=self.lr_d_scale
+        )
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -129,18 +132,10 @@ class TranslationRecipe(Recipe):
         }
 
     def state_tensors(self) -> dict[str, Tensor]:
-        return {
-            f"history_{d}.{k}": v
-            for d, history in self.histories.items()
-            for k, v in history.state_tensors().items()
-        }
+        return histories_state({f"history_{d}": h for d, h in self.histories.items()})
 
     def load_state_tensors(self, tensors: dict[str, Tensor]) -> None:
-        for d, history in self.histories.items():
-            prefix = f"history_{d}."
-            part = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-            if part:
-                history.load_state_tensors(part)
+        load_histories_state({f"history_{d}": h for d, h in self.histories.items()}, tensors)
 
     def _domain_b(self, n: int, step: StepInfo, like: Tensor) -> Tensor:
         index = draw_indices(len(self.target_images), n, step.generator)
